@@ -1,0 +1,59 @@
+"""The `zynk` command: `zynk up` runs every service and the gateway on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pathlib
+import signal
+import sys
+
+from services.runtime import logging as zlog
+from services.runtime.config import Settings
+
+
+async def _up(settings: Settings) -> int:
+    from mesh.embedded import EmbeddedMesh
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    mesh = EmbeddedMesh(settings)
+    try:
+        await mesh.start()
+    except OSError as e:
+        print(f"zynk: cannot start: {e}", file=sys.stderr)
+        return 1
+    print(mesh.banner(), flush=True)
+    await stop.wait()
+    print("zynk: stopping (draining in-flight calls)...", flush=True)
+    await mesh.stop()
+    print("zynk: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="zynk", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run every service and the gateway on this machine")
+    up.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
+    up.add_argument("--host", help="address to listen on (127.0.0.1)")
+    up.add_argument("--gateway-port", type=int, help="gateway port (8080)")
+    args = ap.parse_args(argv)
+
+    overrides: dict = {}
+    if args.command == "up":
+        if args.data_dir:
+            overrides["data_dir"] = args.data_dir
+        if args.host:
+            overrides["host"] = args.host
+    settings = Settings(**overrides)
+    if args.command == "up" and args.gateway_port is not None:
+        settings.ports.gateway = args.gateway_port
+    zlog.configure(settings.log_level, settings.log_format)
+    return asyncio.run(_up(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Per-method policy read once from the contracts: who may call (the `zynk.api.v1.access`
+method option) and whether the request has buf.validate rules to check. Nothing else in
+the code base decides which RPCs are public."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+
+from google.protobuf import descriptor_pool
+
+from zynk.api.v1 import annotations_pb2
+
+
+class Access(enum.Enum):
+    AUTHENTICATED = annotations_pb2.ACCESS_UNSPECIFIED
+    PUBLIC = annotations_pb2.ACCESS_PUBLIC
+    INTERNAL = annotations_pb2.ACCESS_INTERNAL
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MethodPolicy:
+    full_method: str
+    access: Access
+    validate: bool  # only Zynk's own contracts carry buf.validate rules we must enforce
+
+
+# Infrastructure services (health, reflection) are not Zynk contracts and are public.
+_INFRA = MethodPolicy("", Access.PUBLIC, validate=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def policy_for(full_method: str) -> MethodPolicy:
+    """`full_method` is gRPC's `/package.Service/Method`."""
+    try:
+        service_name, method_name = full_method.lstrip("/").rsplit("/", 1)
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except (KeyError, ValueError):
+        return _INFRA
+    method = service.methods_by_name.get(method_name)
+    if method is None or not service_name.startswith("zynk."):
+        return _INFRA
+    opts = method.GetOptions()
+    value = opts.Extensions[annotations_pb2.access] if opts.HasExtension(
+        annotations_pb2.access) else annotations_pb2.ACCESS_UNSPECIFIED
+    return MethodPolicy(full_method, Access(value), validate=True)
+
+
+def methods_with_access(service_full_name: str, access: Access) -> list[str]:
+    service = descriptor_pool.Default().FindServiceByName(service_full_name)
+    return [m.name for m in service.methods
+            if policy_for(f"/{service_full_name}/{m.name}").access is access]
