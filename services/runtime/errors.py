@@ -35,7 +35,8 @@ class ZynkError(Exception):
         self.metadata = dict(metadata or {})
 
     def details(self) -> list[any_pb2.Any]:
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=DOMAIN, metadata=self.metadata)
         packed = any_pb2.Any()
         packed.Pack(info)
         return [packed]
