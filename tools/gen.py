@@ -81,7 +81,14 @@ def run_protoc(args: list[str]) -> None:
 
 
 def generate(proto_root: pathlib.Path, out: pathlib.Path, openapi: pathlib.Path | None,
-             with_validate: bool = True) -> pathlib.Path:
+             with_validate: bool = True, *,
+             include_paths: list[pathlib.Path] | tuple[pathlib.Path, ...] = ()) -> pathlib.Path:
+    """Generate Python for every .proto under proto_root into out; return the image path.
+
+    include_paths: extra protoc include directories for imports outside proto_root (e.g. a
+    test-only proto importing zynk/api/v1/annotations.proto from proto/). Only proto_root's
+    own files are generated.
+    """
     import grpc_tools
 
     wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
@@ -95,7 +102,8 @@ def generate(proto_root: pathlib.Path, out: pathlib.Path, openapi: pathlib.Path 
         validate_descriptor_set(vset)
         # googleapis' google/api protos are read from site-packages; the well-known types and
         # buf/validate come from the descriptor set so protoc sees exactly one copy of each.
-        includes = [f"-I{proto_root}", f"-I{googleapis}", f"-I{wkt}"]
+        includes = [f"-I{proto_root}", *(f"-I{p}" for p in include_paths),
+                    f"-I{googleapis}", f"-I{wkt}"]
         common = [*includes, f"--descriptor_set_in={vset}"]
         run_protoc([*common, f"--python_out={out}", f"--pyi_out={out}",
                     f"--grpc_python_out={out}", *files])

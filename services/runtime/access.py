@@ -17,6 +17,7 @@ class Access(enum.Enum):
     AUTHENTICATED = annotations_pb2.ACCESS_UNSPECIFIED
     PUBLIC = annotations_pb2.ACCESS_PUBLIC
     INTERNAL = annotations_pb2.ACCESS_INTERNAL
+    ADMIN = annotations_pb2.ACCESS_ADMIN
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,6 +17,11 @@ class Principal:
     user_id: str
     device_id: str
     token_id: str = ""
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
 
     @property
     def user_name(self) -> str:

@@ -26,7 +26,13 @@ from grpc_status import rpc_status
 from services.runtime import context as ctx
 from services.runtime import logging as zlog
 from services.runtime.access import Access, MethodPolicy, policy_for
-from services.runtime.errors import InvalidArgument, Unauthenticated, ZynkError, internal_status
+from services.runtime.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    ZynkError,
+    internal_status,
+)
 from services.runtime.tokens import TokenVerifier
 
 log = zlog.get("rpc")
@@ -55,6 +61,17 @@ def validate(message) -> None:
         summary = "; ".join(f"{f}: {d}" for f, d in violations)
         raise InvalidArgument(f"invalid request: {summary}", field_violations=violations,
                               reason="VALIDATION_FAILED")
+
+
+def peer_host(peer: str) -> str:
+    """gRPC's peer without the ephemeral port ("ipv4:1.2.3.4:5678" -> "1.2.3.4",
+    "ipv6:[::1]:5678" -> "::1"), so per-address limits are per address, not per connection."""
+    kind, _, rest = peer.replace("%5B", "[").replace("%5D", "]").partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
@@ -86,16 +103,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         resets.append((ctx.deadline, ctx.deadline.set(
             None if remaining is None else time.monotonic() + remaining)))
         fwd = md.get("x-forwarded-for", "").split(",")[0].strip()
-        resets.append((ctx.client_address, ctx.client_address.set(fwd or context.peer())))
+        resets.append((ctx.client_address,
+                       ctx.client_address.set(fwd or peer_host(context.peer()))))
         resets.append((ctx.principal, ctx.principal.set(None)))
-        if policy.access is Access.AUTHENTICATED:
+        if policy.access is Access.AUTHENTICATED or policy.access is Access.ADMIN:
             auth = md.get("authorization", "")
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("missing bearer access token", reason="TOKEN_MISSING")
             if self._verifier is None:
                 raise Unauthenticated("token verification unavailable", reason="NO_VERIFIER")
-            ctx.principal.set(await self._verifier.verify(token.strip()))
+            who = await self._verifier.verify(token.strip())
+            if policy.access is Access.ADMIN and not who.is_admin:
+                raise PermissionDenied("administrators only", reason="ADMIN_ONLY")
+            ctx.principal.set(who)
         elif policy.access is Access.INTERNAL:
             presented = md.get(INTERNAL_TOKEN_HEADER, "").encode()
             if not hmac.compare_digest(presented, self._internal_token):

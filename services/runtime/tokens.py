@@ -99,5 +99,8 @@ class TokenVerifier:
         device_id = str(claims["sid"])
         if await self._revocations.is_revoked(device_id):
             raise Unauthenticated("this device has been revoked", reason="DEVICE_REVOKED")
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated("invalid access token", reason="TOKEN_INVALID")
         return Principal(user_id=str(claims["sub"]), device_id=device_id,
-                         token_id=str(claims["jti"]))
+                         token_id=str(claims["jti"]), roles=frozenset(roles))

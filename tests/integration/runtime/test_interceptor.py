@@ -150,7 +150,8 @@ async def test_valid_token_sets_principal_and_request_id_follows_the_call(env):
     assert resp.user.display_name == "req-123"
     seen = env["probe"].downstream_seen
     assert seen["rid"] == "req-123"  # propagated to the downstream call
-    assert seen["remaining"] is not None and 0 < seen["remaining"] <= 7  # deadline shrunk
+    # The inbound 7 s deadline bounds the downstream call (not the 30 s default).
+    assert seen["remaining"] is not None and 0 < seen["remaining"] < 7.5
 
 
 async def test_revoked_device_is_refused_at_once(env):
@@ -200,3 +201,27 @@ async def test_health_and_unimplemented(env):
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "not implemented yet" in err.details()
     await ch.close()
+
+
+async def test_admin_methods_need_the_admin_role(env):
+    import zynk.analytics.v1.analytics_pb2 as apb
+    import zynk.analytics.v1.analytics_pb2_grpc as agrpc
+
+    full = "zynk.analytics.v1.AnalyticsService"
+    source = JwksKeySource(fetch=None)
+    source.set_keys([env["keys"].jwk])
+    verifier = TokenVerifier(source, ISS, AUD, MemoryRevocationList())
+    server = GrpcServer(ServiceSpec("analytics", [full], unimplemented_service(full, "later")),
+                        ServerInterceptor(verifier, "x"), 1 << 20)
+    port = await server.start("127.0.0.1", 0)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = agrpc.AnalyticsServiceStub(ch)
+        req = apb.GetDailyActiveUsersRequest()
+        user = _bearer(env["keys"].token())
+        admin = _bearer(env["keys"].token(roles=["admin"]))
+        err = await _code(stub.GetDailyActiveUsers(req, metadata=user))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        err = await _code(stub.GetDailyActiveUsers(req, metadata=admin))
+        # Past authorisation: now the request's own rules, or the not-built service, answer.
+        assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED)
+    await server.stop(1)
