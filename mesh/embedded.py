@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import pathlib
 import secrets
 
 from services.runtime import logging as zlog
@@ -112,12 +113,17 @@ class EmbeddedMesh:
         s = self.settings
         # The edge holds no internal credential: internal RPCs are unreachable from it.
         self._edge_channels = Channels(self.addresses, "", s.default_deadline_s)
+        image = pathlib.Path(__file__).resolve().parent.parent / "gen" / "zynk.binpb"
         app = create_app(channel_for=self._edge_channels.get,
                          max_body_bytes=s.max_request_bytes,
-                         default_timeout_s=s.default_deadline_s)
-        self._gateway = GatewayServer(app, s.host, s.ports.gateway)
-        port = await self._gateway.start()
-        self.gateway_url = f"http://{s.host}:{port}"
+                         default_timeout_s=s.default_deadline_s,
+                         openapi=image if image.exists() else None)
+        # proxy_headers off: X-Forwarded-For from a client must not pick its rate-limit
+        # bucket; behind a real proxy (Istio ingress) the proxy sets it.
+        self._gateway = GatewayServer(app, host=s.host, port=s.ports.gateway,
+                                      grace_s=s.shutdown_grace_s, proxy_headers=False)
+        await self._gateway.start()
+        self.gateway_url = self._gateway.url
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s

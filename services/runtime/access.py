@@ -27,21 +27,20 @@ class MethodPolicy:
     validate: bool  # only Zynk's own contracts carry buf.validate rules we must enforce
 
 
-# Infrastructure services (health, reflection) are not Zynk contracts and are public.
-_INFRA = MethodPolicy("", Access.PUBLIC, validate=False)
 
 
 @functools.lru_cache(maxsize=4096)
 def policy_for(full_method: str) -> MethodPolicy:
     """`full_method` is gRPC's `/package.Service/Method`."""
+    service_name, _, method_name = full_method.lstrip("/").rpartition("/")
     try:
-        service_name, method_name = full_method.lstrip("/").rsplit("/", 1)
         service = descriptor_pool.Default().FindServiceByName(service_name)
     except (KeyError, ValueError):
-        return _INFRA
-    method = service.methods_by_name.get(method_name)
+        service = None
+    method = service.methods_by_name.get(method_name) if service else None
     if method is None or not service_name.startswith("zynk."):
-        return _INFRA
+        # Infrastructure services (health, reflection) are not Zynk contracts: public.
+        return MethodPolicy(full_method, Access.PUBLIC, validate=False)
     opts = method.GetOptions()
     value = opts.Extensions[annotations_pb2.access] if opts.HasExtension(
         annotations_pb2.access) else annotations_pb2.ACCESS_UNSPECIFIED

@@ -46,7 +46,9 @@ def violations_of(message) -> list[tuple[str, str]]:
     out = []
     for v in protovalidate.collect_violations(message):
         parts = []
-        for el in v.proto.field.elements:
+        # Message-level (CEL) rules have no field path.
+        elements = v.proto.field.elements if v.proto.field is not None else []
+        for el in elements:
             name = el.field_name
             sub = getattr(el, "subscript", None)
             idx = getattr(sub, "value", None) if sub is not None else None
@@ -78,17 +80,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: TokenVerifier | None, internal_token: str) -> None:
         self._verifier = verifier
         self._internal_token = internal_token.encode()
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        # Keyed by the service's own handler object, not the method name: one interceptor may
+        # serve several servers, each with its own health/reflection handlers of that name.
+        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, details):
-        cached = self._wrapped.get(details.method)
-        if cached is not None:
-            return cached
         handler = await continuation(details)
         if handler is None:
             return None
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         wrapped = self._wrap(handler, policy_for(details.method))
-        self._wrapped[details.method] = wrapped
+        self._wrapped[id(handler)] = (handler, wrapped)
         return wrapped
 
     # -- per call ------------------------------------------------------------------------

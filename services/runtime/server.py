@@ -75,6 +75,10 @@ def unimplemented_service(full_name: str, reason: str) -> Register:
     """Serve every method of a service that is not built yet as UNIMPLEMENTED, honestly."""
     from google.protobuf import descriptor_pool
 
+    from services.runtime.catalog import BY_FULL_NAME
+
+    if full_name in BY_FULL_NAME:
+        BY_FULL_NAME[full_name].pb2_grpc  # noqa: B018  (imports and registers the contract)
     service = descriptor_pool.Default().FindServiceByName(full_name)
     message = f"{full_name} is not implemented yet: {reason}"
 

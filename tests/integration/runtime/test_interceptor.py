@@ -225,3 +225,34 @@ async def test_admin_methods_need_the_admin_role(env):
         # Past authorisation: now the request's own rules, or the not-built service, answer.
         assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED)
     await server.stop(1)
+
+
+async def test_one_interceptor_shared_by_servers_keeps_their_handlers_apart():
+    """Regression: caching wrapped handlers by method name alone made every server answer
+    health checks and reflection with the first server's servicers."""
+    shared_interceptor = ServerInterceptor(None, "x")
+    servers, ports = [], []
+    for full in ("zynk.call.v1.CallService", "zynk.file.v1.FileService"):
+        srv = GrpcServer(ServiceSpec(full, [full], unimplemented_service(full, "later")),
+                         shared_interceptor, 1 << 20)
+        ports.append(await srv.start("127.0.0.1", 0))
+        servers.append(srv)
+    for port, full, other in ((ports[0], "zynk.call.v1.CallService", "zynk.file.v1.FileService"),
+                              (ports[1], "zynk.file.v1.FileService", "zynk.call.v1.CallService")):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            h = health_pb2_grpc.HealthStub(ch)
+            ok = await h.Check(health_pb2.HealthCheckRequest(service=full))
+            assert ok.status == health_pb2.HealthCheckResponse.SERVING
+            err = await _code(h.Check(health_pb2.HealthCheckRequest(service=other)))
+            assert err.code() == grpc.StatusCode.NOT_FOUND
+    for srv in servers:
+        await srv.stop(0)
+
+
+def test_message_level_rule_violations_are_reported():
+    """Regression: a message-level CEL rule (no field path) crashed the validator -> 500."""
+    from services.runtime.interceptors import violations_of
+    from zynk.presence.v1 import presence_pb2
+
+    v = violations_of(presence_pb2.WatchPresenceRequest())
+    assert v and v[0][0] == "(message)" and "at least one" in v[0][1]
