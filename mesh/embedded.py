@@ -15,10 +15,12 @@ import secrets
 
 from services.runtime import logging as zlog
 from services.runtime.bus import MemoryEventBus
+from services.runtime.cache import MemoryCache
 from services.runtime.catalog import CATALOG
 from services.runtime.channels import Channels
 from services.runtime.config import Settings
 from services.runtime.interceptors import ServerInterceptor
+from services.runtime.pubsub import MemoryPubSub
 from services.runtime.ratelimit import MemoryRateLimiter
 from services.runtime.revocations import MemoryRevocationList
 from services.runtime.server import GrpcServer, ServiceSpec, unimplemented_service
@@ -81,7 +83,7 @@ class EmbeddedMesh:
         self._shared = shared = Shared(
             settings=s, bus=MemoryEventBus(), limiter=MemoryRateLimiter(),
             revocations=revocations, channels=channels, keys=keys, verifier=verifier,
-            internal_token=internal_token,
+            internal_token=internal_token, pubsub=MemoryPubSub(), cache=MemoryCache(),
         )
         interceptor = ServerInterceptor(verifier, internal_token)
         try:

@@ -67,6 +67,8 @@ from zynk.events.v1 import events_pb2
 log = zlog.get("auth")
 
 TOPIC_USERS_REGISTERED = "users.registered"
+TOPIC_DEVICES_CHANGED = "devices.changed"
+MAX_ACTIVE_DEVICE_USERS = 1000
 INVALID_CREDENTIALS = "invalid username or password"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -217,6 +219,7 @@ class AuthDomain:
                 await tx.set_password_hash(user.id, new_hash)
             await tx.insert_device(device)
             await tx.insert_refresh_token(refresh_row)
+            await _add_device_event(tx, device, events_pb2.DeviceChanged.CHANGE_ADDED, now)
         if new_hash is not None:
             user = dataclasses.replace(user, password_hash=new_hash)
         log.info("login", user_id=user.id, device_id=device.id)
@@ -283,6 +286,14 @@ class AuthDomain:
         if user is None:
             raise NotFound(f"no user named {username.lower()!r}", reason="USER_NOT_FOUND")
         return user
+
+    async def list_active_devices(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """For the mesh (messaging's fan-out, group's member checks): the active devices of
+        each existing user among `user_ids`; unknown users are absent."""
+        if len(user_ids) > MAX_ACTIVE_DEVICE_USERS:
+            raise InvalidArgument(f"at most {MAX_ACTIVE_DEVICE_USERS} users per call",
+                                  field_violations=[("users", "too many")])
+        return await self._store.active_devices(user_ids)
 
     # -- devices ----------------------------------------------------------------------------
 
@@ -466,6 +477,7 @@ class AuthDomain:
         if device.revoked:
             return device
         await tx.revoke_device(device.id, now, reason)
+        await _add_device_event(tx, device, events_pb2.DeviceChanged.CHANGE_REVOKED, now)
         return dataclasses.replace(device, revoke_time=now, revoke_reason=reason,
                                    signed_prekey=None)
 
@@ -545,6 +557,21 @@ def _invalid_refresh() -> Unauthenticated:
 def _device_not_found(user_id: str, device_id: str) -> NotFound:
     return NotFound(f"device {names.device_name(user_id, device_id)} not found",
                     reason="DEVICE_NOT_FOUND")
+
+
+async def _add_device_event(tx: AuthTx, device: DeviceRow,
+                            change: events_pb2.DeviceChanged.Change, now: float) -> None:
+    occurred = timestamp_pb2.Timestamp()
+    occurred.FromNanoseconds(int(now * 1e9))
+    event = events_pb2.EventEnvelope(
+        metadata=events_pb2.EventMetadata(event_id=str(uuid.uuid4()), occur_time=occurred,
+                                          producer="auth"),
+        topic=TOPIC_DEVICES_CHANGED, partition_key=device.user_id,
+        device_changed=events_pb2.DeviceChanged(
+            device=names.device_name(device.user_id, device.id),
+            user=names.user_name(device.user_id), change=change, change_time=occurred))
+    await tx.add_event(TOPIC_DEVICES_CHANGED, event.partition_key, event,
+                       event.metadata.event_id)
 
 
 def _registered_event(user: UserRow) -> events_pb2.EventEnvelope:

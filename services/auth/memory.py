@@ -181,6 +181,13 @@ class MemoryAuthStore:
     async def count_one_time_prekeys(self, device_id: str) -> int:
         return len(self._state.prekeys.get(device_id, {}))
 
+    async def active_devices(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {u: [] for u in user_ids if u in self._state.users}
+        for d in sorted(self._state.devices.values(), key=lambda d: (d.create_time, d.id)):
+            if d.user_id in out and not d.revoked:
+                out[d.user_id].append(d.id)
+        return out
+
     async def revoked_devices_since(self, since: float) -> list[DeviceRow]:
         return [d for d in self._state.devices.values()
                 if d.revoke_time is not None and d.revoke_time >= since]

@@ -11,6 +11,7 @@ from services.auth.domain import AuthDomain, KeyBundle, SignedPrekeyInput, Token
 from services.auth.store import DeviceRow, OneTimePrekeyRow, SignedPrekeyRow, UserRow
 from services.runtime import context
 from services.runtime.context import current_principal
+from services.runtime.errors import InvalidArgument
 from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
@@ -127,6 +128,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                    for i, d in enumerate(request.devices)]
         bundles = await self._d.claim_key_bundles(current_principal(), user_ref, devices)
         return auth_pb2.ClaimKeyBundlesResponse(bundles=[bundle_pb(b) for b in bundles])
+
+    async def ListActiveDevices(self, request, context_):
+        ids = []
+        for i, name in enumerate(request.users):
+            user_id = names.parse_user(name, f"users[{i}]")
+            if user_id == names.ME:
+                raise InvalidArgument("`users/me` has no meaning inside the mesh",
+                                      field_violations=[(f"users[{i}]", "name a user by id")])
+            ids.append(user_id)
+        found = await self._d.list_active_devices(ids)
+        return auth_pb2.ListActiveDevicesResponse(users=[
+            auth_pb2.UserDevices(user=names.user_name(u),
+                                 devices=[names.device_name(u, d) for d in devices])
+            for u, devices in found.items()])
 
     async def GetPrekeyStatus(self, request, context_):
         user_ref, device_id = names.parse_prekey_status(request.name, "name")

@@ -242,6 +242,21 @@ class SqliteAuthStore:
                                    (device_id,))
         return int(r[0])
 
+    async def active_devices(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in await self.db.fetchall(f"SELECT id FROM users WHERE id IN ({marks})",
+                                            chunk):
+                out[r["id"]] = []
+            for r in await self.db.fetchall(
+                    f"SELECT user_id, id FROM devices WHERE user_id IN ({marks})"
+                    " AND revoke_time IS NULL ORDER BY user_id, create_time, id", chunk):
+                out[r["user_id"]].append(r["id"])
+        return out
+
     async def revoked_devices_since(self, since: float) -> list[DeviceRow]:
         return [_device(r) for r in await self.db.fetchall(
             f"SELECT {_DEVICE_COLS} FROM devices WHERE revoke_time >= ?", (since,))]

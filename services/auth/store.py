@@ -164,6 +164,10 @@ class AuthStore(Protocol):
 
     async def count_one_time_prekeys(self, device_id: str) -> int: ...
 
+    async def active_devices(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Device ids that are not revoked, in (create_time, id) order, for each of `user_ids`
+        that exists (a user without devices maps to []; unknown users are absent)."""
+
     async def revoked_devices_since(self, since: float) -> list[DeviceRow]:
         """Devices whose revoke_time >= since (to rebuild the revocation list on start)."""
 

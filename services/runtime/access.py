@@ -9,7 +9,6 @@ import enum
 import functools
 
 from google.protobuf import descriptor_pool
-
 from zynk.api.v1 import annotations_pb2
 
 

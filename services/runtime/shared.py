@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from services.runtime.bus import EventBus
+from services.runtime.cache import Cache
 from services.runtime.channels import Channels
 from services.runtime.config import Settings
+from services.runtime.pubsub import PubSub
 from services.runtime.ratelimit import RateLimiter
 from services.runtime.revocations import RevocationList
 from services.runtime.tokens import JwksKeySource, TokenVerifier
@@ -22,3 +24,6 @@ class Shared:
     keys: JwksKeySource
     verifier: TokenVerifier
     internal_token: str
+    # Realtime wake-ups between tasks/replicas (best-effort) and the shared TTL cache.
+    pubsub: PubSub
+    cache: Cache

@@ -256,3 +256,14 @@ async def test_concurrent_claims_hand_out_each_prekey_once(adapter):
     assert sorted(got) == list(range(1, 16))  # every prekey exactly once
     assert results.count(None) == 25
     assert await s.count_one_time_prekeys(d.id) == 0
+
+
+async def test_active_devices_lists_unrevoked_devices_of_existing_users(adapter):
+    s = adapter.store
+    u, (d1, d2) = await setup_user(s, "erin", 1000.0, 1001.0)
+    lonely, _ = await setup_user(s, "frank")
+    async with s.transaction() as tx:
+        await tx.revoke_device(d1.id, 1002.0, "test")
+    found = await s.active_devices([u.id, lonely.id, "no-such-user"])
+    assert found == {u.id: [d2.id], lonely.id: []}
+    assert await s.active_devices([]) == {}

@@ -9,18 +9,20 @@ import pathlib
 
 import grpc
 import pytest
+from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from services.runtime.bus import Event, MemoryEventBus
+from services.runtime.cache import MemoryCache
 from services.runtime.channels import Channels
 from services.runtime.config import Settings
 from services.runtime.interceptors import ServerInterceptor
+from services.runtime.pubsub import MemoryPubSub
 from services.runtime.ratelimit import MemoryRateLimiter
 from services.runtime.revocations import MemoryRevocationList
 from services.runtime.server import GrpcServer
 from services.runtime.shared import Shared
 from services.runtime.tokens import JwksKeySource, TokenVerifier
 from tests.support.auth import auth_test_settings
-from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
 
 INTERNAL_TOKEN = "integration-internal-token"
 
@@ -69,7 +71,8 @@ async def start_auth(settings: Settings, revocations=None) -> AuthHarness:
     shared = Shared(settings=settings, bus=bus, limiter=MemoryRateLimiter(),
                     revocations=revocations,
                     channels=Channels({}, INTERNAL_TOKEN, settings.default_deadline_s),
-                    keys=keys, verifier=verifier, internal_token=INTERNAL_TOKEN)
+                    keys=keys, verifier=verifier, internal_token=INTERNAL_TOKEN,
+                    pubsub=MemoryPubSub(), cache=MemoryCache())
     spec = await build_auth(shared)
     server = GrpcServer(spec, ServerInterceptor(verifier, INTERNAL_TOKEN),
                         settings.max_message_bytes)

@@ -472,3 +472,41 @@ async def test_restart_keeps_revoked_devices_revoked(tmp_path):
         assert details(err)[0] == "DEVICE_REVOKED"
     finally:
         await second.stop()
+
+
+async def test_list_active_devices_is_internal_and_tracks_devices(auth):
+    from tests.integration.conftest import INTERNAL_TOKEN
+
+    internal = (("x-zynk-internal-token", INTERNAL_TOKEN),)
+    a = await signup(auth, device="phone")
+    laptop = await login(auth, a.user.username, "laptop")
+    req = pb.ListActiveDevicesRequest(users=[a.user.name, "users/ghost"])
+    # A user's token does not open an internal method.
+    await fails(auth.stub.ListActiveDevices(req, metadata=bearer(a.tokens.access_token)),
+                grpc.StatusCode.UNAUTHENTICATED)
+    resp = await auth.stub.ListActiveDevices(req, metadata=internal)
+    assert [(u.user, list(u.devices)) for u in resp.users] == [
+        (a.user.name, [a.device.name, laptop.device.name])]
+
+    await auth.stub.RevokeDevice(pb.RevokeDeviceRequest(name=laptop.device.name),
+                                 metadata=bearer(a.tokens.access_token))
+    resp = await auth.stub.ListActiveDevices(req, metadata=internal)
+    assert list(resp.users[0].devices) == [a.device.name]
+
+
+async def test_device_changes_are_published(auth):
+    seen: list[events_pb2.DeviceChanged] = []
+
+    async def collect(event):
+        seen.append(events_pb2.EventEnvelope.FromString(event.payload).device_changed)
+
+    auth.shared.bus.subscribe("devices.changed", f"test-{uuid.uuid4()}", collect)
+    a = await signup(auth)
+    await auth.stub.Logout(pb.LogoutRequest(), metadata=bearer(a.tokens.access_token))
+    for _ in range(100):
+        if len([e for e in seen if e.device == a.device.name]) == 2:
+            break
+        await asyncio.sleep(0.02)
+    mine = [e.change for e in seen if e.device == a.device.name]
+    assert mine == [events_pb2.DeviceChanged.CHANGE_ADDED, events_pb2.DeviceChanged.CHANGE_REVOKED]
+    assert all(e.user == a.user.name for e in seen if e.device == a.device.name)

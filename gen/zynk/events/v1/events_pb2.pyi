@@ -66,7 +66,7 @@ class EventMetadata(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., occur_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., producer: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("metadata", "topic", "partition_key", "message_sent", "message_delivered", "message_read", "call_initiated", "call_ended", "file_uploaded", "user_registered", "group_created")
+    __slots__ = ("metadata", "topic", "partition_key", "message_sent", "message_delivered", "message_read", "call_initiated", "call_ended", "file_uploaded", "user_registered", "group_created", "device_changed")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class EventEnvelope(_message.Message):
     FILE_UPLOADED_FIELD_NUMBER: _ClassVar[int]
     USER_REGISTERED_FIELD_NUMBER: _ClassVar[int]
     GROUP_CREATED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CHANGED_FIELD_NUMBER: _ClassVar[int]
     metadata: EventMetadata
     topic: str
     partition_key: str
@@ -89,7 +90,8 @@ class EventEnvelope(_message.Message):
     file_uploaded: FileUploaded
     user_registered: UserRegistered
     group_created: GroupCreated
-    def __init__(self, metadata: _Optional[_Union[EventMetadata, _Mapping]] = ..., topic: _Optional[str] = ..., partition_key: _Optional[str] = ..., message_sent: _Optional[_Union[MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[MessageRead, _Mapping]] = ..., call_initiated: _Optional[_Union[CallInitiated, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., file_uploaded: _Optional[_Union[FileUploaded, _Mapping]] = ..., user_registered: _Optional[_Union[UserRegistered, _Mapping]] = ..., group_created: _Optional[_Union[GroupCreated, _Mapping]] = ...) -> None: ...
+    device_changed: DeviceChanged
+    def __init__(self, metadata: _Optional[_Union[EventMetadata, _Mapping]] = ..., topic: _Optional[str] = ..., partition_key: _Optional[str] = ..., message_sent: _Optional[_Union[MessageSent, _Mapping]] = ..., message_delivered: _Optional[_Union[MessageDelivered, _Mapping]] = ..., message_read: _Optional[_Union[MessageRead, _Mapping]] = ..., call_initiated: _Optional[_Union[CallInitiated, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., file_uploaded: _Optional[_Union[FileUploaded, _Mapping]] = ..., user_registered: _Optional[_Union[UserRegistered, _Mapping]] = ..., group_created: _Optional[_Union[GroupCreated, _Mapping]] = ..., device_changed: _Optional[_Union[DeviceChanged, _Mapping]] = ...) -> None: ...
 
 class MessageSent(_message.Message):
     __slots__ = ("message", "conversation", "conversation_type", "sender", "sender_device", "sequence", "content_hash", "envelope_count", "ciphertext_bytes", "create_time", "expire_time")
@@ -232,3 +234,23 @@ class GroupCreated(_message.Message):
     member_count: int
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, group: _Optional[str] = ..., creator: _Optional[str] = ..., conversation: _Optional[str] = ..., display_name: _Optional[str] = ..., discoverable: _Optional[bool] = ..., member_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeviceChanged(_message.Message):
+    __slots__ = ("device", "user", "change", "change_time")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[DeviceChanged.Change]
+        CHANGE_ADDED: _ClassVar[DeviceChanged.Change]
+        CHANGE_REVOKED: _ClassVar[DeviceChanged.Change]
+    CHANGE_UNSPECIFIED: DeviceChanged.Change
+    CHANGE_ADDED: DeviceChanged.Change
+    CHANGE_REVOKED: DeviceChanged.Change
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    user: str
+    change: DeviceChanged.Change
+    change_time: _timestamp_pb2.Timestamp
+    def __init__(self, device: _Optional[str] = ..., user: _Optional[str] = ..., change: _Optional[_Union[DeviceChanged.Change, str]] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

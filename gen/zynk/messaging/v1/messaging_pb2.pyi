@@ -434,3 +434,17 @@ class CheckConversationMembershipResponse(_message.Message):
     type: Conversation.Type
     group: str
     def __init__(self, member: _Optional[bool] = ..., type: _Optional[_Union[Conversation.Type, str]] = ..., group: _Optional[str] = ...) -> None: ...
+
+class FilterConversationPeersRequest(_message.Message):
+    __slots__ = ("user", "users")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    users: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user: _Optional[str] = ..., users: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FilterConversationPeersResponse(_message.Message):
+    __slots__ = ("peers",)
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, peers: _Optional[_Iterable[str]] = ...) -> None: ...

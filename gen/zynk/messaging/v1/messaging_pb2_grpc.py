@@ -134,6 +134,11 @@ class MessagingServiceStub:
                 request_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipRequest.SerializeToString,
                 response_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipResponse.FromString,
                 _registered_method=True)
+        self.FilterConversationPeers = channel.unary_unary(
+                '/zynk.messaging.v1.MessagingService/FilterConversationPeers',
+                request_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersRequest.SerializeToString,
+                response_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -295,6 +300,14 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FilterConversationPeers(self, request, context):
+        """Tells the presence service which of `users` share at least one conversation (direct or
+        group) with `user`: only they may see that user's presence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +380,11 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.CheckConversationMembership,
                     request_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipRequest.FromString,
                     response_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipResponse.SerializeToString,
+            ),
+            'FilterConversationPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterConversationPeers,
+                    request_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersRequest.FromString,
+                    response_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +795,33 @@ class MessagingService:
             '/zynk.messaging.v1.MessagingService/CheckConversationMembership',
             zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipRequest.SerializeToString,
             zynk_dot_messaging_dot_v1_dot_messaging__pb2.CheckConversationMembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterConversationPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zynk.messaging.v1.MessagingService/FilterConversationPeers',
+            zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersRequest.SerializeToString,
+            zynk_dot_messaging_dot_v1_dot_messaging__pb2.FilterConversationPeersResponse.FromString,
             options,
             channel_credentials,
             insecure,

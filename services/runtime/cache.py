@@ -1,0 +1,50 @@
+"""A small key/value cache with TTLs (seed §6.2: profiles 1 h, group membership 10 min).
+
+Values are bytes (serialised protos or JSON) so the Redis adapter, shared by every replica,
+holds exactly what the in-process one does. Entries are dropped on change (`delete`) by
+whoever makes the change or consumes its event; the TTL bounds staleness if that is missed."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Protocol
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def delete(self, *keys: str) -> None: ...
+
+
+class MemoryCache:
+    """In-process adapter (embedded mode): a bounded LRU map with per-entry expiry."""
+
+    def __init__(self, max_keys: int = 100_000, clock=time.monotonic) -> None:
+        self._entries: collections.OrderedDict[str, tuple[float, bytes]] = (
+            collections.OrderedDict())
+        self._max = max_keys
+        self._clock = clock
+
+    async def get(self, key: str) -> bytes | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        expires, value = hit
+        if expires <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._entries[key] = (self._clock() + ttl_s, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def delete(self, *keys: str) -> None:
+        for k in keys:
+            self._entries.pop(k, None)
