@@ -70,6 +70,40 @@ class AuthSettings(BaseModel):
     max_one_time_prekeys: int = 500
 
 
+class Backends(BaseModel):
+    """Which adapter serves each port. The embedded mode uses the in-process/SQLite ones; the
+    distributed mode PostgreSQL, Redis and Kafka. Chosen by configuration only."""
+
+    storage: Literal["sqlite", "postgres"] = "sqlite"
+    # postgresql://user@host:port/db (asyncpg); each service keeps its tables in its own schema.
+    database_url: str = ""
+    bus: Literal["memory", "kafka"] = "memory"
+    kafka_bootstrap: str = ""
+    # Prefixed to every topic and consumer group (lets test runs share one broker).
+    topic_prefix: str = ""
+    # Cache, pub/sub, rate limits, revocations and presence.
+    cache: Literal["memory", "redis"] = "memory"
+    redis_url: str = ""
+    # Prefixed to every Redis key and channel (lets test runs share one server).
+    key_prefix: str = "zynk:"
+
+
+class MessagingSettings(BaseModel):
+    """The messaging service (services/messaging)."""
+
+
+class GroupSettings(BaseModel):
+    """The group service (services/group)."""
+
+
+class PresenceSettings(BaseModel):
+    """The presence service (services/presence)."""
+
+
+class RealtimeSettings(BaseModel):
+    """The gateway's realtime WebSocket (gateway/realtime)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ZYNK_", env_nested_delimiter="__", extra="forbid"
@@ -82,6 +116,11 @@ class Settings(BaseSettings):
     # Where each service is reached; empty means host:port from `ports`.
     addresses: dict[str, str] = Field(default_factory=dict)
     auth: AuthSettings = AuthSettings()
+    messaging: MessagingSettings = MessagingSettings()
+    group: GroupSettings = GroupSettings()
+    presence: PresenceSettings = PresenceSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
+    backends: Backends = Backends()
     rate_limits: RateLimits = RateLimits()
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

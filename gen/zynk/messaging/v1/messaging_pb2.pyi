@@ -394,20 +394,22 @@ class AcknowledgeDeliveriesResponse(_message.Message):
     def __init__(self, pending_count: _Optional[int] = ...) -> None: ...
 
 class ApplyGroupMembershipChangeRequest(_message.Message):
-    __slots__ = ("group", "change_id", "actor", "added_users", "removed_users", "group_deleted")
+    __slots__ = ("group", "change_id", "actor", "added_users", "removed_users", "group_deleted", "admins")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     ADDED_USERS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_USERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_DELETED_FIELD_NUMBER: _ClassVar[int]
+    ADMINS_FIELD_NUMBER: _ClassVar[int]
     group: str
     change_id: str
     actor: str
     added_users: _containers.RepeatedScalarFieldContainer[str]
     removed_users: _containers.RepeatedScalarFieldContainer[str]
     group_deleted: bool
-    def __init__(self, group: _Optional[str] = ..., change_id: _Optional[str] = ..., actor: _Optional[str] = ..., added_users: _Optional[_Iterable[str]] = ..., removed_users: _Optional[_Iterable[str]] = ..., group_deleted: _Optional[bool] = ...) -> None: ...
+    admins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, group: _Optional[str] = ..., change_id: _Optional[str] = ..., actor: _Optional[str] = ..., added_users: _Optional[_Iterable[str]] = ..., removed_users: _Optional[_Iterable[str]] = ..., group_deleted: _Optional[bool] = ..., admins: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApplyGroupMembershipChangeResponse(_message.Message):
     __slots__ = ("conversation", "sequence")
