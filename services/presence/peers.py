@@ -86,7 +86,11 @@ class MessagingPeers:
                     conversation=names.conversation_name(conversation_id),
                     user=names.user_name(user_id)))
         except grpc.aio.AioRpcError as e:
-            raise _unavailable("CheckConversationMembership", e) from None
+            # The contract answers member=false for a missing conversation; NOT_FOUND means
+            # the same thing, should messaging ever say it that way.
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise _unavailable("CheckConversationMembership", e) from None
+            resp = messaging_pb2.CheckConversationMembershipResponse(member=False)
         await self._cache.set(key, b"1" if resp.member else b"0", self._ttl_s)
         return resp.member
 

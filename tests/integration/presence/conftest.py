@@ -63,6 +63,8 @@ class MessagingDouble(messaging_pb2_grpc.MessagingServiceServicer):
         conversation_id = request.conversation.split("/", 1)[1]
         user_id = request.user.split("/", 1)[1]
         members = self.conversations.get(conversation_id)
+        if conversation_id.startswith("notfound-"):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such conversation (test)")
         if members is None:
             return messaging_pb2.CheckConversationMembershipResponse()
         return messaging_pb2.CheckConversationMembershipResponse(

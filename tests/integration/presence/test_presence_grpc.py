@@ -276,7 +276,8 @@ async def test_typing_and_watching_need_membership(presence):
     alice, bob, mallory = await h.signup(), await h.signup(), await h.signup()
     conversation = f"conversations/{h.messaging.add(alice.id, bob.id)}"
     missing = f"conversations/{uuid.uuid4()}"
-    for target in (conversation, missing):
+    not_found = f"conversations/notfound-{uuid.uuid4().hex}"  # messaging answers NOT_FOUND
+    for target in (conversation, missing, not_found):
         err = await fails(h.stub.SetTyping(pb.SetTypingRequest(conversation=target,
                                                                typing=True),
                                            metadata=mallory.md),
