@@ -7,7 +7,7 @@ import os
 import pathlib
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +53,13 @@ class RateLimits(BaseModel):
     refresh_per_device: Rate = Rate(per_second=1, burst=10)
     prekey_claims_per_user: Rate = Rate(per_second=2, burst=60)
     sends_per_device: Rate = Rate(per_second=50, burst=200)
+    # Presence: the gateway heartbeats every ~25 s per socket; a client flipping ONLINE/OFFLINE
+    # in a loop would otherwise spam every watcher.
+    presence_heartbeats_per_device: Rate = Rate(per_second=1, burst=10)
+    # BatchGetPresence calls and WatchPresence opens (each may cost a messaging lookup).
+    presence_reads_per_user: Rate = Rate(per_second=10, burst=100)
+    # SetTyping: clients resend every few seconds while typing, not per keystroke.
+    typing_per_device: Rate = Rate(per_second=2, burst=10)
 
 
 class AuthSettings(BaseModel):
@@ -97,7 +104,32 @@ class GroupSettings(BaseModel):
 
 
 class PresenceSettings(BaseModel):
-    """The presence service (services/presence)."""
+    """The presence service (services/presence); docs/presence.md explains each knob."""
+
+    # A heartbeat keeps its device ONLINE this long; clients are told to heartbeat every
+    # heartbeat_interval_s, so missing two turns makes the device OFFLINE.
+    online_ttl_s: float = Field(60.0, gt=0)
+    heartbeat_interval_s: float = Field(25.0, gt=0)
+    # How often expired heartbeats are looked for (bounds how late an expiry is published).
+    sweep_interval_s: float = Field(1.0, gt=0)
+    # A typing indicator lapses this long after the last SetTyping(typing=true).
+    typing_ttl_s: float = Field(6.0, gt=0)
+    # How long messaging's answers (who shares a conversation, who is a member) are reused;
+    # also how often a watch stream re-checks them.
+    visibility_cache_s: float = Field(30.0, gt=0)
+    # A watch stream with nothing to say sends a Keepalive this often.
+    keepalive_s: float = Field(20.0, gt=0)
+    # Concurrent WatchPresence streams per user (per replica).
+    max_watches_per_user: int = Field(8, ge=1)
+    # Last-seen is forgotten (the user then looks OFFLINE with no last_seen_time) this long
+    # after the user went offline.
+    last_seen_retention_s: float = Field(30 * 24 * 3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _interval_below_ttl(self) -> PresenceSettings:
+        if self.heartbeat_interval_s >= self.online_ttl_s:
+            raise ValueError("presence.heartbeat_interval_s must be below presence.online_ttl_s")
+        return self
 
 
 class RealtimeSettings(BaseModel):

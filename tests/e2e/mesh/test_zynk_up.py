@@ -92,9 +92,15 @@ async def test_unbuilt_services_answer_unimplemented(mesh, http):
             svc = descriptor_pool.Default().FindServiceByName(st.full_name)
             from services.runtime.access import Access, policy_for
 
+            from services.runtime.interceptors import violations_of
+
             unary = [m for m in svc.methods if not m.client_streaming and not m.server_streaming]
-            method = next((m for m in unary if policy_for(f"/{st.full_name}/{m.name}").access
-                           is Access.AUTHENTICATED), None)
+            user_methods = [m for m in unary if policy_for(f"/{st.full_name}/{m.name}").access
+                            is Access.AUTHENTICATED]
+            # Prefer a method whose empty request is valid, so the call reaches the service.
+            method = next((m for m in user_methods if not violations_of(
+                message_factory.GetMessageClass(m.input_type)())),
+                next(iter(user_methods), None))
             if method is None:  # admin-only service (analytics): a user is refused first
                 method = unary[0]
                 expected = (grpc.StatusCode.PERMISSION_DENIED,)
