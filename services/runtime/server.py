@@ -4,6 +4,7 @@ NOT_SERVING first and then drains in-flight calls."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 
@@ -26,6 +27,10 @@ class ServiceSpec:
     full_names: list[str]  # gRPC services registered by `register`
     register: Register
     on_stop: list[Callable] = dataclasses.field(default_factory=list)
+    # Called when the server starts draining, before in-flight calls are awaited: end
+    # long-lived streams here (subscriptions, watches) so they do not hold the stop for the
+    # whole grace period. Sync or async callables.
+    on_drain: list[Callable] = dataclasses.field(default_factory=list)
 
 
 class GrpcServer:
@@ -64,11 +69,22 @@ class GrpcServer:
     async def stop(self, grace_s: float) -> None:
         for name in ["", *self.spec.full_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self._server.stop(grace_s)
-        for cb in self.spec.on_stop:
+        stopping = asyncio.ensure_future(self._server.stop(grace_s))
+        # Let the server refuse new calls first, then end the streams that would never finish.
+        await asyncio.sleep(0)
+        await _call_all(self.spec.on_drain)
+        await stopping
+        await _call_all(self.spec.on_stop)
+
+
+async def _call_all(callbacks: list[Callable]) -> None:
+    for cb in callbacks:
+        try:
             res = cb()
             if hasattr(res, "__await__"):
                 await res
+        except Exception:
+            log.exception("shutdown hook failed", hook=getattr(cb, "__qualname__", repr(cb)))
 
 
 def unimplemented_service(full_name: str, reason: str) -> Register:
