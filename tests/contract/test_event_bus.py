@@ -187,3 +187,24 @@ async def test_publish_to_an_unreachable_broker_fails_fast_and_retryably():
     with pytest.raises(Unavailable):
         await bus.start()
     await bus.close()
+
+
+async def test_replicas_in_one_group_share_the_partitions(backend_settings, topic):
+    """Kafka only: two processes in one group split the work; together they see it all."""
+    settings = backend_settings(bus="kafka").backends
+    replicas = [KafkaEventBus.from_settings(settings, client_id=f"replica-{i}")
+                for i in range(2)]
+    got = [Collector(), Collector()]
+    try:
+        for bus, c in zip(replicas, got, strict=True):
+            bus.subscribe(topic, "shared", c)
+        await asyncio.gather(*(bus.start() for bus in replicas))
+        events = [Event(topic, f"key-{i}", f"e{i}", "t", b"") for i in range(60)]
+        await replicas[0].publish_many(events)
+        async with asyncio.timeout(30):
+            while len(set(got[0].ids) | set(got[1].ids)) < 60:
+                await asyncio.sleep(0.05)
+        assert set(got[0].ids) | set(got[1].ids) == {e.event_id for e in events}
+        assert got[0].ids and got[1].ids, "one replica did all the work"
+    finally:
+        await asyncio.gather(*(bus.close() for bus in replicas))

@@ -163,6 +163,15 @@ class RedisProcess:
             proc.kill()
             proc.wait(5)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers (clients must time out)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
 
 def _redis_answers(url: str) -> bool:
     import redis
