@@ -194,6 +194,11 @@ class RedisPubSub:
                 log.warning("pub/sub connection lost; reconnecting")
                 await self._reconnect()
                 continue
+            except Exception:
+                # E.g. a protocol error: the connection's state is unknown, start afresh.
+                log.exception("pub/sub reader failed; reconnecting")
+                await self._reconnect()
+                continue
             if msg is None or msg.get("type") != "message":
                 continue
             channel = msg["channel"].decode()
