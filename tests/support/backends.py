@@ -270,6 +270,7 @@ def kafka_broker():
         backend_missing(f"Tansu broker did not start: {err}")
     yield broker
     broker.stop()
+    broker.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

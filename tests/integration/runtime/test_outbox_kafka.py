@@ -30,6 +30,7 @@ def broker():
         backend_missing(f"Tansu broker: {err}")
     yield b
     b.stop()
+    b.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
