@@ -14,15 +14,11 @@ import pathlib
 import secrets
 
 from services.runtime import logging as zlog
-from services.runtime.bus import MemoryEventBus
-from services.runtime.cache import MemoryCache
+from services.runtime.backends import ProcessBackends, build_backends
 from services.runtime.catalog import CATALOG
 from services.runtime.channels import Channels
 from services.runtime.config import Settings
 from services.runtime.interceptors import ServerInterceptor
-from services.runtime.pubsub import MemoryPubSub
-from services.runtime.ratelimit import MemoryRateLimiter
-from services.runtime.revocations import MemoryRevocationList
 from services.runtime.server import GrpcServer, ServiceSpec, unimplemented_service
 from services.runtime.shared import Shared
 from services.runtime.tokens import JwksKeySource, TokenVerifier
@@ -59,13 +55,15 @@ class EmbeddedMesh:
         self._gateway = None
         self._shared: Shared | None = None
         self._edge_channels: Channels | None = None
+        self._backends: ProcessBackends | None = None
 
     async def start(self) -> EmbeddedMesh:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         # One process: the internal credential never leaves it, so a fresh one per start.
         internal_token = secrets.token_urlsafe(32)
-        revocations = MemoryRevocationList()
+        self._backends = backends = await build_backends(s)
+        revocations = backends.revocations
         channels = Channels(self.addresses, internal_token, s.default_deadline_s)
         auth_full = CATALOG["auth"].full_name
 
@@ -81,9 +79,9 @@ class EmbeddedMesh:
         keys = JwksKeySource(fetch_jwks)
         verifier = TokenVerifier(keys, s.auth.issuer, s.auth.audience, revocations)
         self._shared = shared = Shared(
-            settings=s, bus=MemoryEventBus(), limiter=MemoryRateLimiter(),
+            settings=s, bus=backends.bus, limiter=backends.limiter,
             revocations=revocations, channels=channels, keys=keys, verifier=verifier,
-            internal_token=internal_token, pubsub=MemoryPubSub(), cache=MemoryCache(),
+            internal_token=internal_token, pubsub=backends.pubsub, cache=backends.cache,
         )
         interceptor = ServerInterceptor(verifier, internal_token)
         try:
@@ -136,9 +134,11 @@ class EmbeddedMesh:
                              return_exceptions=True)
         self._servers.clear()
         if self._shared is not None:
-            await self._shared.bus.close()
             await self._shared.channels.close()
             self._shared = None
+        if self._backends is not None:
+            await self._backends.close()
+            self._backends = None
         if self._edge_channels is not None:
             await self._edge_channels.close()
             self._edge_channels = None

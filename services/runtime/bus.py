@@ -2,13 +2,14 @@
 
 Delivery is at-least-once: a handler that raises gets the event again after a backoff,
 so handlers must be idempotent (see outbox.mark_processed). Order is kept per topic for
-each consumer group. A Kafka backend implements the same interface."""
+each consumer group (per key on Kafka). services/runtime/kafka_bus.py implements the same
+interface on Kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from services.runtime import logging as zlog
@@ -30,6 +31,9 @@ Handler = Callable[[Event], Awaitable[None]]
 
 class EventBus(Protocol):
     async def publish(self, event: Event) -> None: ...
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        """Publish in order; returns once every event is accepted (one round trip on Kafka)."""
 
     def subscribe(self, topic: str, group: str, handler: Handler) -> None: ...
 
@@ -60,6 +64,10 @@ class MemoryEventBus:
         # instead of dropping the event.
         for q, _ in self._groups.get(event.topic, {}).values():
             await q.put(event)
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        for event in events:
+            await self.publish(event)
 
     async def start(self) -> None:
         self._started = True

@@ -88,11 +88,25 @@ class Backends(BaseModel):
     kafka_bootstrap: str = ""
     # Prefixed to every topic and consumer group (lets test runs share one broker).
     topic_prefix: str = ""
+    # Partitions of a topic the bus creates; events are keyed (per-conversation order), so
+    # this caps how many replicas of one consumer group share a topic's work.
+    kafka_partitions: int = Field(default=12, ge=1, le=1024)
+    # Replicas of each topic the bus creates: 3 on a production cluster.
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # Idempotent producer (no duplicates from producer retries). Kafka and Redpanda serve it;
+    # the Tansu test broker cannot (see docs/backends.md), so tests turn it off.
+    kafka_idempotence: bool = True
+    # A publish fails (UNAVAILABLE, the outbox keeps the row) after this long without an ack.
+    kafka_request_timeout_s: float = Field(default=10.0, gt=0)
+    # Consumer-group liveness: a replica silent this long loses its partitions.
+    kafka_session_timeout_s: float = Field(default=10.0, gt=0)
     # Cache, pub/sub, rate limits, revocations and presence.
     cache: Literal["memory", "redis"] = "memory"
     redis_url: str = ""
     # Prefixed to every Redis key and channel (lets test runs share one server).
     key_prefix: str = "zynk:"
+    # Every Redis command gives up after this long (UNAVAILABLE), never hangs.
+    redis_timeout_s: float = Field(default=1.0, gt=0)
 
 
 class MessagingSettings(BaseModel):

@@ -81,9 +81,11 @@ class OutboxRelay:
             rows = await self._db.fetchall(
                 "SELECT seq, event_id, topic, key, type_name, payload FROM outbox"
                 " ORDER BY seq LIMIT ?", (self._batch,))
-            for r in rows:
-                await self._bus.publish(Event(r["topic"], r["key"], r["event_id"],
-                                              r["type_name"], bytes(r["payload"])))
+            # One batch, one round trip to the broker; if it fails nothing is deleted and
+            # the whole batch is published again (duplicates are harmless, losses are not).
+            await self._bus.publish_many([
+                Event(r["topic"], r["key"], r["event_id"], r["type_name"], bytes(r["payload"]))
+                for r in rows])
             if rows:
                 async with self._db.transaction() as tx:
                     await tx.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1]["seq"],))

@@ -1,0 +1,58 @@
+"""The Cache contract, against the in-process LRU and Redis (a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def key() -> str:
+    return f"contract:{uuid.uuid4().hex}"
+
+
+async def test_set_get_and_missing(process_backends, key):
+    cache = process_backends.cache
+    assert await cache.get(key) is None
+    await cache.set(key, b"\x00profile\xff", ttl_s=60)
+    assert await cache.get(key) == b"\x00profile\xff"
+    await cache.set(key, b"v2", ttl_s=60)
+    assert await cache.get(key) == b"v2"
+
+
+async def test_entries_expire_after_their_ttl(process_backends, key):
+    cache = process_backends.cache
+    await cache.set(key, b"short", ttl_s=0.15)
+    await cache.set(key + ":long", b"long", ttl_s=60)
+    assert await cache.get(key) == b"short"
+    await asyncio.sleep(0.3)
+    assert await cache.get(key) is None
+    assert await cache.get(key + ":long") == b"long"
+
+
+async def test_delete_drops_several_keys_and_ignores_unknown_ones(process_backends, key):
+    cache = process_backends.cache
+    for i in range(3):
+        await cache.set(f"{key}:{i}", b"x", ttl_s=60)
+    await cache.delete(f"{key}:0", f"{key}:1", f"{key}:never")
+    await cache.delete()
+    assert [await cache.get(f"{key}:{i}") for i in range(3)] == [None, None, b"x"]
+
+
+async def test_redis_key_prefixes_keep_deployments_apart(backend_settings, key):
+    from services.runtime.backends import build_backends
+    from tests.support.backends import KEY_PREFIX
+
+    a = await build_backends(backend_settings(cache="redis"))
+    b = await build_backends(backend_settings(cache="redis", key_prefix=KEY_PREFIX + "other:"))
+    try:
+        await a.cache.set(key, b"a", ttl_s=60)
+        assert await b.cache.get(key) is None
+        assert await a.cache.get(key) == b"a"
+    finally:
+        await a.close()
+        await b.close()

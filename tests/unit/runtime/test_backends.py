@@ -1,0 +1,40 @@
+from types import SimpleNamespace
+
+from services.runtime.backends import build_backends
+from services.runtime.bus import MemoryEventBus
+from services.runtime.cache import MemoryCache
+from services.runtime.config import Settings
+from services.runtime.kafka_bus import _decode
+from services.runtime.pubsub import MemoryPubSub
+from services.runtime.ratelimit import MemoryRateLimiter
+from services.runtime.revocations import MemoryRevocationList
+
+
+async def test_embedded_defaults_are_in_process():
+    b = await build_backends(Settings())
+    try:
+        assert isinstance(b.bus, MemoryEventBus)
+        assert isinstance(b.limiter, MemoryRateLimiter)
+        assert isinstance(b.revocations, MemoryRevocationList)
+        assert isinstance(b.pubsub, MemoryPubSub)
+        assert isinstance(b.cache, MemoryCache)
+    finally:
+        await b.close()
+        await b.close()  # idempotent
+
+
+def record(**kw):
+    base = dict(topic="p.t", partition=2, offset=7, key=b"conv", value=b"v",
+                headers=[("event_id", b"e1"), ("type_name", b"x.Y")])
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_kafka_records_decode_to_events():
+    e = _decode("t", record())
+    assert (e.topic, e.key, e.event_id, e.type_name, e.payload) == ("t", "conv", "e1", "x.Y",
+                                                                    b"v")
+
+
+def test_a_foreign_record_gets_a_stable_id_and_empty_fields():
+    e = _decode("t", record(key=None, value=None, headers=[]))
+    assert (e.key, e.event_id, e.type_name, e.payload) == ("", "p.t/2/7", "", b"")
