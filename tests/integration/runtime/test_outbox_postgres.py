@@ -4,6 +4,7 @@ crash, and several replicas relaying the same outbox publish each row once, in o
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from google.protobuf import wrappers_pb2
@@ -36,6 +37,12 @@ async def bus_with(collector: Collector) -> MemoryEventBus:
     bus.subscribe("t.topic", "g", collector)
     await bus.start()
     return bus
+
+
+class NetworkBus(MemoryEventBus):
+    async def publish(self, event: Event) -> None:
+        await asyncio.sleep(random.uniform(0, 0.002))
+        await super().publish(event)
 
 
 async def test_committed_events_are_relayed_rolled_back_ones_never(postgres_url):
@@ -86,18 +93,24 @@ async def test_replicas_relaying_one_outbox_publish_each_event_once_in_order(pos
     schema = fresh_schema()
     replicas = [await open_test_database(postgres_url, schema=schema) for _ in range(3)]
     got = Collector()
-    bus = await bus_with(got)
+    bus = NetworkBus()  # publishing takes time, as with a real broker
+    bus.subscribe("t.topic", "g", got)
+    await bus.start()
     relays = [OutboxRelay(db, bus, batch=7, poll_s=0.2) for db in replicas]
-    for r in relays:
-        r.start()
-    try:
-        # Each transaction commits before the next starts, so commit order is 0..239.
-        for i in range(80):
+
+    async def produce(first: int, count: int) -> None:
+        # Each transaction commits before the next starts: commit order is event order.
+        for i in range(first, first + count, 3):
             async with replicas[i % 3].transaction() as tx:
-                for j in range(3):
-                    n = i * 3 + j
+                for n in range(i, i + 3):
                     await add_event(tx, "t.topic", "k", wrappers_pb2.Int32Value(value=n),
                                     f"e{n}")
+
+    try:
+        await produce(0, 120)  # a backlog the replicas find together when they start
+        for r in relays:
+            r.start()
+        await produce(120, 120)  # and more while they run
         await got.wait_for(240)
         await asyncio.sleep(0.3)  # room for a duplicate to show up
     finally:
