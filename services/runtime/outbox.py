@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from services.runtime import logging as zlog
 from services.runtime.bus import Event, EventBus
+from services.runtime.errors import Unavailable
 from services.runtime.postgres import LOCK_OUTBOX, PostgresDatabase
 from services.runtime.sqlite import SqliteDatabase
 
@@ -93,6 +94,8 @@ class OutboxRelay:
                     pass
                 if n is None:  # another replica is relaying
                     delay = min(delay, BUSY_RETRY_S)
+            except Unavailable as e:  # the database or the broker is away for a moment
+                log.warning("outbox relay paused; will retry", reason=e.reason)
             except Exception:
                 log.exception("outbox relay failed; will retry")
             if self._stopping:

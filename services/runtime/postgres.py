@@ -111,6 +111,17 @@ def redact(url: str) -> str:
 # -- migrations (yoyo, synchronous: call through asyncio.to_thread from async code) -----------
 
 
+def _connect(url: str, connect_timeout_s: float):
+    import psycopg
+
+    try:  # libpq takes whole seconds, at least 2
+        return psycopg.connect(plain_url(url), autocommit=True,
+                               connect_timeout=max(2, round(connect_timeout_s)))
+    except psycopg.OperationalError as e:
+        raise errors.Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {e}",
+                                 reason="DATABASE_UNAVAILABLE") from e
+
+
 def apply_migrations(url: str, schema: str, directories: Iterable[pathlib.Path], *,
                      lock_timeout_s: float = 60.0, connect_timeout_s: float = 5.0) -> list[str]:
     """Create `schema` if needed and apply its pending migrations from `directories` (in
@@ -121,13 +132,7 @@ def apply_migrations(url: str, schema: str, directories: Iterable[pathlib.Path],
     from yoyo import get_backend, read_migrations
 
     check_schema(schema)
-    try:
-        lock = psycopg.connect(plain_url(url), autocommit=True,
-                               connect_timeout=max(2, round(connect_timeout_s)))
-    except psycopg.OperationalError as e:
-        raise errors.Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {e}",
-                                 reason="DATABASE_UNAVAILABLE") from e
-    with lock:
+    with _connect(url, connect_timeout_s) as lock:
         lock.execute(f"SET lock_timeout = {int(lock_timeout_s * 1000)}")
         try:
             lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_MIGRATE, schema))
@@ -152,18 +157,11 @@ def apply_migrations(url: str, schema: str, directories: Iterable[pathlib.Path],
 def pending_migrations(url: str, schema: str, directories: Iterable[pathlib.Path], *,
                        connect_timeout_s: float = 5.0) -> list[str]:
     """Ids of the migrations not yet applied to `schema` (read-only)."""
-    import psycopg
     from yoyo import read_migrations
 
     check_schema(schema)
     migrations = read_migrations(*[str(d) for d in directories if d.is_dir()])
-    try:
-        conn = psycopg.connect(plain_url(url), autocommit=True,
-                               connect_timeout=max(2, round(connect_timeout_s)))
-    except psycopg.OperationalError as e:
-        raise errors.Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {e}",
-                                 reason="DATABASE_UNAVAILABLE") from e
-    with conn:
+    with _connect(url, connect_timeout_s) as conn:
         exists = conn.execute("SELECT to_regclass(%s)",
                               (f'"{schema}"._yoyo_migration',)).fetchone()[0]
         applied: set[str] = set()
