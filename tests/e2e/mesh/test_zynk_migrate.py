@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from services.runtime.config import Settings
+from mesh.cli import _migrate
+from services.runtime.config import Backends, PostgresSettings, Settings
 from services.runtime.migrate import migratable_services, migrate_on_start
 from tests.support.postgres import temporary_database
 
@@ -38,42 +39,37 @@ def fresh_url(postgres_url):  # postgres_url: skip/fail loudly without a server
 
 async def test_concurrent_runs_apply_each_migration_once(fresh_url):
     assert "auth" in migratable_services()
-    runs = await asyncio.gather(*[zynk("migrate", "--database-url", fresh_url)
-                                  for _ in range(3)])
-    assert [code for code, _, _ in runs] == [0, 0, 0], [err for _, _, err in runs]
+    # Two operators (or two deploy jobs) at once; one takes the URL from the environment.
+    runs = await asyncio.gather(zynk("migrate", "--database-url", fresh_url),
+                                zynk("migrate", env={"ZYNK_BACKENDS__DATABASE_URL": fresh_url}))
+    assert [code for code, _, _ in runs] == [0, 0], [err for _, _, err in runs]
     auth_lines = [line for _, out, _ in runs for line in lines_for(out, "auth")]
     applied = [line for line in auth_lines if "applied" in line]
     assert len(applied) == 1 and "runtime_0001_outbox, auth_0001_init" in applied[0]
-    assert sum("up to date" in line for line in auth_lines) == 2
+    assert sum("up to date" in line for line in auth_lines) == 1
     assert "(schema auth at postgresql://" in applied[0]
-
-    # Again, with the URL from the environment as a deployment sets it: nothing to do.
-    code, out, err = await zynk("migrate", "auth",
-                                env={"ZYNK_BACKENDS__DATABASE_URL": fresh_url})
-    assert code == 0, err
-    [line] = lines_for(out, "auth")
-    assert "up to date" in line
 
 
 async def test_the_runner_hook_migrates_every_service(fresh_url):
-    settings = Settings()
-    settings.backends.database_url = fresh_url
+    settings = Settings(backends=Backends(database_url=fresh_url), postgres=PostgresSettings())
     applied = await migrate_on_start(settings)
     assert set(applied) == set(migratable_services())
     assert applied["auth"] == ["runtime_0001_outbox", "auth_0001_init"]
     assert await migrate_on_start(settings) == {s: [] for s in migratable_services()}
 
 
-async def test_clear_errors(postgres_url):
-    code, _, err = await zynk("migrate", "--database-url", postgres_url, "nosuch")
+def test_clear_errors(postgres_url, capsys):
+    def run(url: str, *services: str) -> tuple[int, str]:
+        settings = Settings(backends=Backends(database_url=url), postgres=PostgresSettings())
+        code = _migrate(settings, list(services))
+        return code, capsys.readouterr().err
+
+    code, err = run(postgres_url, "nosuch")
     assert code == 1 and "no PostgreSQL migrations for: nosuch" in err
-
-    code, _, err = await zynk("migrate")
+    code, err = run("")
     assert code == 1 and "set ZYNK_BACKENDS__DATABASE_URL" in err
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, _, err = await zynk("migrate", "--database-url",
-                              f"postgresql://u:hunter2@127.0.0.1:{port}/zynk")
+    code, err = run(f"postgresql://u:hunter2@127.0.0.1:{port}/zynk")
     assert code == 1 and "cannot reach PostgreSQL" in err and "hunter2" not in err
