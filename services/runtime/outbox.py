@@ -130,7 +130,8 @@ class OutboxRelay:
     async def _relay_postgres(self, db: PostgresDatabase) -> int | None:
         # The rows stay locked until the batch is published and deleted in the same
         # transaction; if publishing fails, the rollback leaves them for the next try.
-        async with db.transaction() as tx:
+        # notify=False: our own commit must not wake us (we would spin).
+        async with db.transaction(notify=False) as tx:
             if not await tx.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
                                      LOCK_OUTBOX, db.schema):
                 return None

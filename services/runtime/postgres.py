@@ -305,11 +305,13 @@ class PostgresDatabase:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, isolation: Isolation | None = None,
-                          readonly: bool = False) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, *, isolation: Isolation | None = None, readonly: bool = False,
+                          notify: bool = True) -> AsyncIterator[asyncpg.Connection]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception: never a partial write. The default
         isolation is the server's (READ COMMITTED): lock what you read-then-write
-        (`SELECT ... FOR UPDATE`) or ask for "serializable" and retry on Aborted."""
+        (`SELECT ... FOR UPDATE`) or ask for "serializable" and retry on Aborted.
+        notify=False skips the on-commit callbacks (the outbox relay's own transactions
+        must not wake the relay)."""
         failed: BaseException | None = None
         # Acquire, BEGIN, ROLLBACK and COMMIT are the database's own calls: anything that
         # fails there is translated. What the block raises is judged by _body_failure.
@@ -335,8 +337,9 @@ class PostgresDatabase:
                     await tr.commit()
         if failed is not None:
             raise failed
-        for cb in self._on_commit:
-            cb()
+        if notify:
+            for cb in self._on_commit:
+                cb()
 
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *,
                                  isolation: Isolation = "serializable",

@@ -69,6 +69,29 @@ async def test_committed_events_are_relayed_rolled_back_ones_never(postgres_url)
     await db.close()
 
 
+async def test_an_idle_relay_stays_idle(postgres_url):
+    db = await open_test_database(postgres_url)
+    bus = MemoryEventBus()
+    await bus.start()
+    batches = 0
+
+    class CountingRelay(OutboxRelay):
+        async def _relay_batch(self):
+            nonlocal batches
+            batches += 1
+            return await super()._relay_batch()
+
+    relay = CountingRelay(db, bus, poll_s=0.1)
+    relay.start()
+    try:
+        await asyncio.sleep(0.55)
+    finally:
+        await relay.stop()
+        await bus.close()
+        await db.close()
+    assert 3 <= batches <= 8  # one look per poll, not a loop woken by its own commits
+
+
 async def test_events_survive_until_relayed(postgres_url):
     """A crash after commit but before publish: the row is still there on restart."""
     schema = fresh_schema()
