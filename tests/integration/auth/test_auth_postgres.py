@@ -1,9 +1,9 @@
 """The auth service over real gRPC with PostgreSQL storage (backends.storage = "postgres").
 
 The store-touching cases of test_auth_grpc.py run again here against this module's `auth`
-fixture (imported test functions use the fixtures of the module they are collected in),
-and two more show what only a shared database can: replicas of the service claiming from
-one prekey pool, and a restart that keeps revocations."""
+and `auth_settings` fixtures (imported test functions use the fixtures of the module they
+are collected in), and two more show what only a shared database can: replicas of the
+service claiming from one prekey pool, and racing over one refresh token."""
 
 from __future__ import annotations
 
@@ -15,11 +15,9 @@ import grpc
 import pytest
 
 from services.runtime.config import Settings
-from services.runtime.revocations import MemoryRevocationList
 from tests.integration.auth.test_auth_grpc import (  # noqa: F401  (collected here too)
     bearer,
     details,
-    fails,
     login,
     publish,
     signup,
@@ -30,6 +28,7 @@ from tests.integration.auth.test_auth_grpc import (  # noqa: F401  (collected he
     test_logout_stops_the_device_at_once,
     test_publish_claim_and_run_x3dh,
     test_register_login_refresh_and_reuse,
+    test_restart_keeps_revoked_devices_revoked,
     test_users_registered_event_reaches_the_bus,
 )
 from tests.integration.conftest import start_auth
@@ -46,6 +45,11 @@ def postgres_settings(data_dir: pathlib.Path, url: str) -> Settings:
     settings.backends.database_url = url
     settings.postgres = TEST_SETTINGS
     return settings
+
+
+@pytest.fixture
+def auth_settings(tmp_path, postgres_url):
+    return postgres_settings(tmp_path, postgres_url)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +71,9 @@ async def test_accounts_land_in_the_auth_schema(auth, postgres_url):
     assert username == who.user.username
 
 
-async def test_replicas_hand_out_each_one_time_prekey_once(tmp_path, postgres_url):
-    settings = postgres_settings(tmp_path, postgres_url)  # one key, one database
-    replicas = [await start_auth(settings), await start_auth(settings)]
+async def test_replicas_hand_out_each_one_time_prekey_once(auth_settings):
+    # Same settings: one signing key, one database.
+    replicas = [await start_auth(auth_settings), await start_auth(auth_settings)]
     try:
         bob = await signup(replicas[0])
         keys = DeviceKeys.generate(20)
@@ -96,9 +100,8 @@ async def test_replicas_hand_out_each_one_time_prekey_once(tmp_path, postgres_ur
             await r.stop()
 
 
-async def test_refresh_token_reuse_is_caught_across_replicas(tmp_path, postgres_url):
-    settings = postgres_settings(tmp_path, postgres_url)
-    a, b = await start_auth(settings), await start_auth(settings)
+async def test_refresh_token_reuse_is_caught_across_replicas(auth_settings):
+    a, b = await start_auth(auth_settings), await start_auth(auth_settings)
     try:
         who = await signup(a)
         # The same refresh token presented to both replicas at once: one rotation wins,
@@ -118,25 +121,3 @@ async def test_refresh_token_reuse_is_caught_across_replicas(tmp_path, postgres_
     finally:
         await a.stop()
         await b.stop()
-
-
-async def test_restart_keeps_revoked_devices_revoked_on_postgres(tmp_path, postgres_url):
-    settings = postgres_settings(tmp_path, postgres_url)
-    first = await start_auth(settings)
-    try:
-        a = await signup(first)
-        b = await login(first, a.user.username, "second")
-        await first.stub.RevokeDevice(pb.RevokeDeviceRequest(name=b.device.name),
-                                      metadata=bearer(a.tokens.access_token))
-    finally:
-        await first.stop()
-    second = await start_auth(settings, revocations=MemoryRevocationList())
-    try:
-        await second.stub.GetUser(pb.GetUserRequest(name="users/me"),
-                                  metadata=bearer(a.tokens.access_token))
-        err = await fails(second.stub.GetUser(pb.GetUserRequest(name="users/me"),
-                                              metadata=bearer(b.tokens.access_token)),
-                          grpc.StatusCode.UNAUTHENTICATED)
-        assert details(err)[0] == "DEVICE_REVOKED"
-    finally:
-        await second.stop()
