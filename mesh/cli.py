@@ -1,4 +1,5 @@
-"""The `zynk` command: `zynk up` runs every service and the gateway on this machine."""
+"""The `zynk` command: `zynk up` runs every service and the gateway on this machine;
+`zynk migrate` brings the PostgreSQL schemas up to date."""
 
 from __future__ import annotations
 
@@ -33,6 +34,27 @@ async def _up(settings: Settings) -> int:
     return 0
 
 
+def _migrate(settings: Settings, services: list[str]) -> int:
+    from services.runtime.errors import ZynkError
+    from services.runtime.migrate import migrate_services
+    from services.runtime.postgres import database_url_for, redact
+
+    def report(service: str, ids: list[str]) -> None:
+        done = f"applied {', '.join(ids)}" if ids else "up to date"
+        where = f"schema {service} at {redact(database_url_for(settings, service))}"
+        print(f"{service:<13} {done}  ({where})", flush=True)
+
+    try:
+        migrate_services(settings, services, on_done=report)
+    except (ValueError, ZynkError) as e:
+        print(f"zynk migrate: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a migration's SQL failed: it rolled back, nothing half-done
+        print(f"zynk migrate: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="zynk", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -40,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
     up.add_argument("--host", help="address to listen on (127.0.0.1)")
     up.add_argument("--gateway-port", type=int, help="gateway port (8080)")
+    mig = sub.add_parser("migrate", help="apply pending PostgreSQL migrations, one schema "
+                         "per service (idempotent; safe to run concurrently)")
+    mig.add_argument("services", nargs="*", help="only these services (default: all)")
+    mig.add_argument("--database-url", help="PostgreSQL URL (ZYNK_BACKENDS__DATABASE_URL)")
     args = ap.parse_args(argv)
 
     overrides: dict = {}
@@ -52,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up" and args.gateway_port is not None:
         settings.ports.gateway = args.gateway_port
     zlog.configure(settings.log_level, settings.log_format)
+    if args.command == "migrate":
+        if args.database_url:
+            settings.backends.database_url = args.database_url
+        return _migrate(settings, args.services)
     return asyncio.run(_up(settings))
 
 

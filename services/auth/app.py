@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from services.auth.domain import AuthDomain
+from services.auth.postgres import PostgresAuthStore
 from services.auth.servicer import AuthServicer
 from services.auth.signing import TokenIssuer, load_or_create_signing_key
 from services.auth.sqlite import SqliteAuthStore
+from services.runtime.config import Settings
 from services.runtime.outbox import OutboxRelay
 from services.runtime.server import ServiceSpec
 from services.runtime.shared import Shared
@@ -14,9 +16,16 @@ from zynk.auth.v1 import auth_pb2_grpc
 FULL_NAME = "zynk.auth.v1.AuthService"
 
 
+async def open_store(settings: Settings) -> SqliteAuthStore | PostgresAuthStore:
+    """The adapter the configuration chooses (backends.storage)."""
+    if settings.backends.storage == "postgres":
+        return await PostgresAuthStore.open(settings)
+    return await SqliteAuthStore.open(settings.db_path("auth"))
+
+
 async def build(shared: Shared) -> ServiceSpec:
     settings = shared.settings
-    store = await SqliteAuthStore.open(settings.db_path("auth"))
+    store = await open_store(settings)
     relay = OutboxRelay(store.db, shared.bus)
     try:
         key_path = (settings.auth.signing_key_path

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiosqlite
 from google.protobuf.message import Message
 
+from services.auth import rows
 from services.auth.store import (
     DevicePage,
     DeviceRow,
@@ -25,40 +26,6 @@ from services.runtime.sqlite import SqliteDatabase
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations" / "sqlite"
 
-_USER_COLS = "id, username, display_name, password_hash, create_time"
-_DEVICE_COLS = ("id, user_id, display_name, create_time, last_seen_time, revoke_time, "
-                "revoke_reason, identity_key, signed_prekey_id, signed_prekey_public, "
-                "signed_prekey_signature, signed_prekey_create_time")
-_REFRESH_COLS = "token_hash, device_id, user_id, create_time, expire_time, used_time"
-
-
-def _user(r) -> UserRow | None:
-    if r is None:
-        return None
-    return UserRow(r["id"], r["username"], r["display_name"], r["password_hash"],
-                   r["create_time"])
-
-
-def _device(r) -> DeviceRow | None:
-    if r is None:
-        return None
-    spk = None
-    if r["signed_prekey_public"] is not None:
-        spk = SignedPrekeyRow(r["signed_prekey_id"], bytes(r["signed_prekey_public"]),
-                              bytes(r["signed_prekey_signature"]),
-                              r["signed_prekey_create_time"])
-    ik = r["identity_key"]
-    return DeviceRow(r["id"], r["user_id"], r["display_name"], r["create_time"],
-                     r["last_seen_time"], r["revoke_time"], r["revoke_reason"],
-                     None if ik is None else bytes(ik), spk)
-
-
-def _refresh(r) -> RefreshTokenRow | None:
-    if r is None:
-        return None
-    return RefreshTokenRow(bytes(r["token_hash"]), r["device_id"], r["user_id"],
-                           r["create_time"], r["expire_time"], r["used_time"])
-
 
 async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence = ()):
     async with conn.execute(sql, params) as cur:
@@ -70,12 +37,12 @@ class SqliteTx:
         self._c = conn
 
     async def get_user_by_username(self, username: str) -> UserRow | None:
-        return _user(await _one(self._c, f"SELECT {_USER_COLS} FROM users WHERE username = ?",
-                                (username,)))
+        return rows.user(await _one(
+            self._c, f"SELECT {rows.USER_COLS} FROM users WHERE username = ?", (username,)))
 
     async def insert_user(self, user: UserRow) -> bool:
         cur = await self._c.execute(
-            f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?)"
+            f"INSERT INTO users ({rows.USER_COLS}) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (user.id, user.username, user.display_name, user.password_hash, user.create_time))
         return cur.rowcount == 1
@@ -85,13 +52,13 @@ class SqliteTx:
                               (password_hash, user_id))
 
     async def get_device(self, device_id: str) -> DeviceRow | None:
-        return _device(await _one(self._c, f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?",
-                                  (device_id,)))
+        return rows.device(await _one(
+            self._c, f"SELECT {rows.DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)))
 
     async def insert_device(self, device: DeviceRow) -> None:
         spk = device.signed_prekey
         await self._c.execute(
-            f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO devices ({rows.DEVICE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device.id, device.user_id, device.display_name, device.create_time,
              device.last_seen_time, device.revoke_time, device.revoke_reason,
              device.identity_key, spk and spk.key_id, spk and spk.public_key,
@@ -115,13 +82,13 @@ class SqliteTx:
         await self._c.execute("DELETE FROM refresh_tokens WHERE device_id = ?", (device_id,))
 
     async def get_refresh_token(self, token_hash: bytes) -> RefreshTokenRow | None:
-        return _refresh(await _one(
-            self._c, f"SELECT {_REFRESH_COLS} FROM refresh_tokens WHERE token_hash = ?",
+        return rows.refresh(await _one(
+            self._c, f"SELECT {rows.REFRESH_COLS} FROM refresh_tokens WHERE token_hash = ?",
             (token_hash,)))
 
     async def insert_refresh_token(self, token: RefreshTokenRow) -> None:
         await self._c.execute(
-            f"INSERT INTO refresh_tokens ({_REFRESH_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO refresh_tokens ({rows.REFRESH_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
             (token.token_hash, token.device_id, token.user_id, token.create_time,
              token.expire_time, token.used_time))
 
@@ -174,10 +141,10 @@ class SqliteTx:
 
     async def claimable_devices(self, user_id: str) -> list[DeviceRow]:
         async with self._c.execute(
-                f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? AND revoke_time IS NULL"
+                f"SELECT {rows.DEVICE_COLS} FROM devices WHERE user_id = ? AND revoke_time IS NULL"
                 " AND identity_key IS NOT NULL AND signed_prekey_public IS NOT NULL"
                 " ORDER BY create_time, id", (user_id,)) as cur:
-            return [_device(r) for r in await cur.fetchall()]
+            return [rows.device(r) for r in await cur.fetchall()]
 
     async def claim_one_time_prekey(self, device_id: str) -> OneTimePrekeyRow | None:
         # One statement that picks and deletes; PostgreSQL runs the same shape with
@@ -209,24 +176,24 @@ class SqliteAuthStore:
             yield SqliteTx(conn)
 
     async def get_user(self, user_id: str) -> UserRow | None:
-        return _user(await self.db.fetchone(f"SELECT {_USER_COLS} FROM users WHERE id = ?",
+        return rows.user(await self.db.fetchone(f"SELECT {rows.USER_COLS} FROM users WHERE id = ?",
                                             (user_id,)))
 
     async def get_user_by_username(self, username: str) -> UserRow | None:
-        return _user(await self.db.fetchone(
-            f"SELECT {_USER_COLS} FROM users WHERE username = ?", (username,)))
+        return rows.user(await self.db.fetchone(
+            f"SELECT {rows.USER_COLS} FROM users WHERE username = ?", (username,)))
 
     async def get_device(self, device_id: str) -> DeviceRow | None:
-        return _device(await self.db.fetchone(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)))
+        return rows.device(await self.db.fetchone(
+            f"SELECT {rows.DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)))
 
     async def get_refresh_token(self, token_hash: bytes) -> RefreshTokenRow | None:
-        return _refresh(await self.db.fetchone(
-            f"SELECT {_REFRESH_COLS} FROM refresh_tokens WHERE token_hash = ?", (token_hash,)))
+        return rows.refresh(await self.db.fetchone(
+            f"SELECT {rows.REFRESH_COLS} FROM refresh_tokens WHERE token_hash = ?", (token_hash,)))
 
     async def list_devices(self, user_id: str, *, after: DevicePage | None, limit: int,
                            include_revoked: bool) -> list[DeviceRow]:
-        sql = f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ?"
+        sql = f"SELECT {rows.DEVICE_COLS} FROM devices WHERE user_id = ?"
         params: list = [user_id]
         if not include_revoked:
             sql += " AND revoke_time IS NULL"
@@ -235,7 +202,7 @@ class SqliteAuthStore:
             params += [after.create_time, after.device_id]
         sql += " ORDER BY create_time, id LIMIT ?"
         params.append(limit)
-        return [_device(r) for r in await self.db.fetchall(sql, params)]
+        return [rows.device(r) for r in await self.db.fetchall(sql, params)]
 
     async def count_one_time_prekeys(self, device_id: str) -> int:
         r = await self.db.fetchone("SELECT count(*) FROM one_time_prekeys WHERE device_id = ?",
@@ -258,8 +225,8 @@ class SqliteAuthStore:
         return out
 
     async def revoked_devices_since(self, since: float) -> list[DeviceRow]:
-        return [_device(r) for r in await self.db.fetchall(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE revoke_time >= ?", (since,))]
+        return [rows.device(r) for r in await self.db.fetchall(
+            f"SELECT {rows.DEVICE_COLS} FROM devices WHERE revoke_time >= ?", (since,))]
 
     async def close(self) -> None:
         await self.db.close()

@@ -109,6 +109,30 @@ class Backends(BaseModel):
     redis_timeout_s: float = Field(default=1.0, gt=0)
 
 
+class PostgresSettings(BaseModel):
+    """PostgreSQL storage (services/runtime/postgres.py), used when backends.storage is
+    "postgres". Every service keeps its tables in its own schema (named after the service),
+    so one database can hold them all; `database_urls` sends a service elsewhere."""
+
+    # Per-service override of backends.database_url, e.g. {"messaging": "postgresql://..."}.
+    database_urls: dict[str, str] = Field(default_factory=dict)
+    # One pool per service per process.
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    # Server-side limits on every pooled connection: a runaway statement or a transaction
+    # left open cannot hold locks for long.
+    statement_timeout_s: float = Field(default=5.0, gt=0)
+    idle_in_transaction_timeout_s: float = Field(default=30.0, gt=0)
+    # Client-side limits, so a dead server or network gives a clear error, never a hang.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    acquire_timeout_s: float = Field(default=5.0, gt=0)
+    # Apply pending migrations when a service opens its database (as `zynk migrate` does);
+    # false: refuse to start while migrations are pending (run `zynk migrate` as a job).
+    migrate_on_start: bool = True
+    # How long `zynk migrate` waits for another migrator of the same schema.
+    migration_lock_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class MessagingSettings(BaseModel):
     """The messaging service (services/messaging)."""
 
@@ -167,6 +191,7 @@ class Settings(BaseSettings):
     presence: PresenceSettings = PresenceSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     backends: Backends = Backends()
+    postgres: PostgresSettings = PostgresSettings()
     rate_limits: RateLimits = RateLimits()
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -1,9 +1,15 @@
-"""Transactional outbox and idempotent consumption.
+"""Transactional outbox and idempotent consumption, on SQLite and on PostgreSQL.
 
 `add_event` writes an event row inside the caller's transaction; `OutboxRelay` publishes
 rows to the bus after commit and deletes them only once the bus accepted them. A crash
 between commit and publish therefore re-publishes on restart (at-least-once); consumers
-use `mark_processed` in their own transaction to make redelivery harmless."""
+use `mark_processed` in their own transaction to make redelivery harmless.
+
+`tx` is what the database's `transaction()` yields: an aiosqlite connection (SQLite) or an
+asyncpg connection (PostgreSQL). On PostgreSQL several replicas of a service share one
+outbox; they take turns relaying (a transaction-scoped advisory lock per schema elects one
+relay at a time, so events keep their order) and each batch is also locked
+`FOR UPDATE SKIP LOCKED`, so no row is ever handed to two relays at once."""
 
 from __future__ import annotations
 
@@ -16,36 +22,54 @@ from google.protobuf.message import Message
 
 from services.runtime import logging as zlog
 from services.runtime.bus import Event, EventBus
+from services.runtime.errors import Unavailable
+from services.runtime.postgres import LOCK_OUTBOX, PostgresDatabase
 from services.runtime.sqlite import SqliteDatabase
 
 log = zlog.get("outbox")
 
+# While another replica relays, look again this soon: it may have finished its last batch
+# just before our commit landed.
+BUSY_RETRY_S = 0.05
 
-async def add_event(
-    tx: aiosqlite.Connection, topic: str, key: str, payload: Message, event_id: str | None = None
-) -> str:
+
+async def add_event(tx, topic: str, key: str, payload: Message,
+                    event_id: str | None = None) -> str:
     event_id = event_id or str(uuid.uuid4())
-    await tx.execute(
-        "INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, topic, key, payload.DESCRIPTOR.full_name,
-         payload.SerializeToString(deterministic=True), time.time()),
-    )
+    data = payload.SerializeToString(deterministic=True)
+    if isinstance(tx, aiosqlite.Connection):
+        await tx.execute(
+            "INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, topic, key, payload.DESCRIPTOR.full_name, data, time.time()))
+    else:
+        await tx.execute(
+            "INSERT INTO outbox (event_id, topic, key, type_name, payload)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            event_id, topic, key, payload.DESCRIPTOR.full_name, data)
     return event_id
 
 
-async def mark_processed(tx: aiosqlite.Connection, consumer: str, event_id: str) -> bool:
+async def mark_processed(tx, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handled `event_id`; False when it already had (skip the work)."""
-    cur = await tx.execute(
-        "INSERT OR IGNORE INTO processed_events (consumer, event_id, handled_at) VALUES (?, ?, ?)",
-        (consumer, event_id, time.time()),
-    )
-    return cur.rowcount == 1
+    if isinstance(tx, aiosqlite.Connection):
+        cur = await tx.execute(
+            "INSERT OR IGNORE INTO processed_events (consumer, event_id, handled_at)"
+            " VALUES (?, ?, ?)", (consumer, event_id, time.time()))
+        return cur.rowcount == 1
+    status = await tx.execute(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING", consumer, event_id)
+    return status == "INSERT 0 1"
+
+
+def _event(r) -> Event:
+    return Event(r["topic"], r["key"], r["event_id"], r["type_name"], bytes(r["payload"]))
 
 
 class OutboxRelay:
-    def __init__(self, db: SqliteDatabase, bus: EventBus, batch: int = 200,
-                 poll_s: float = 1.0) -> None:
+    def __init__(self, db: SqliteDatabase | PostgresDatabase, bus: EventBus,
+                 batch: int = 200, poll_s: float = 1.0) -> None:
         self._db = db
         self._bus = bus
         self._batch = batch
@@ -64,31 +88,63 @@ class OutboxRelay:
         while True:
             # Clear before reading so a commit that lands while we relay wakes us again.
             self._wake.clear()
+            delay = self._poll_s
             try:
-                while await self.relay_once():
+                while n := await self._relay_batch():
                     pass
+                if n is None:  # another replica is relaying
+                    delay = min(delay, BUSY_RETRY_S)
+            except Unavailable as e:  # the database or the broker is away for a moment
+                log.warning("outbox relay paused; will retry", reason=e.reason)
             except Exception:
                 log.exception("outbox relay failed; will retry")
             if self._stopping:
                 return
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
 
     async def relay_once(self) -> int:
-        async with self._lock:  # one relay at a time, or rows would be published twice
-            rows = await self._db.fetchall(
+        """Publish one batch; the number of events published (0 when there was nothing to
+        do or another replica is relaying)."""
+        return await self._relay_batch() or 0
+
+    async def _relay_batch(self) -> int | None:
+        async with self._lock:  # one relay per process, or rows would be published twice
+            if isinstance(self._db, PostgresDatabase):
+                return await self._relay_postgres(self._db)
+            return await self._relay_sqlite(self._db)
+
+    async def _relay_sqlite(self, db: SqliteDatabase) -> int:
+        rows = await db.fetchall(
+            "SELECT seq, event_id, topic, key, type_name, payload FROM outbox"
+            " ORDER BY seq LIMIT ?", (self._batch,))
+        await self._bus.publish_many([_event(r) for r in rows])
+        if rows:
+            async with db.transaction() as tx:
+                await tx.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1]["seq"],))
+        return len(rows)
+
+    async def _relay_postgres(self, db: PostgresDatabase) -> int | None:
+        # The rows stay locked until the batch is published and deleted in the same
+        # transaction; if publishing fails, the rollback leaves them for the next try.
+        # notify=False: our own commit must not wake us (we would spin).
+        async with db.transaction(notify=False) as tx:
+            if not await tx.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+                                     LOCK_OUTBOX, db.schema):
+                return None
+            rows = await tx.fetch(
                 "SELECT seq, event_id, topic, key, type_name, payload FROM outbox"
-                " ORDER BY seq LIMIT ?", (self._batch,))
+                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch)
             # One batch, one round trip to the broker; if it fails nothing is deleted and
             # the whole batch is published again (duplicates are harmless, losses are not).
-            await self._bus.publish_many([
-                Event(r["topic"], r["key"], r["event_id"], r["type_name"], bytes(r["payload"]))
-                for r in rows])
+            await self._bus.publish_many([_event(r) for r in rows])
             if rows:
-                async with self._db.transaction() as tx:
-                    await tx.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1]["seq"],))
+                # By seq, not `seq <= last`: a row with a lower seq whose transaction had not
+                # committed when we read is still unpublished.
+                await tx.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
+                                 [r["seq"] for r in rows])
             return len(rows)
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ fails the run: CI must never go green without having exercised the real backends
 Fixtures (re-exported by tests/conftest.py):
   kafka_broker      TansuBroker (session): .bootstrap, .pause()/.resume(), .restart()
   redis_url         "redis://127.0.0.1:6379/0" once Redis answers (session)
-  postgres_url      "postgresql://postgres@127.0.0.1:5432/test" once PostgreSQL answers
+  postgres_url      (tests/support/postgres.py) a throwaway database for the test run
   bus_backend       parametrised "memory" | "kafka"
   cache_backend     parametrised "memory" | "redis"
   backend_settings  factory: backend_settings(bus=..., cache=..., data_dir=...) -> Settings
@@ -281,15 +281,6 @@ def redis_url():
                         "--bind 127.0.0.1 --port 6379 --save '' --appendonly no)")
     yield url
     purge_redis_prefix(url, KEY_PREFIX)
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    url = ensure_postgres()
-    if url is None:
-        backend_missing("PostgreSQL at 127.0.0.1:5432 (start: pg_ctlcluster "
-                        "--skip-systemctl-redirect <version> main start)")
-    return url
 
 
 @pytest.fixture

@@ -451,8 +451,14 @@ async def test_concurrent_claims_never_share_a_one_time_prekey(auth):
 # -- restart ---------------------------------------------------------------------------------------
 
 
-async def test_restart_keeps_revoked_devices_revoked(tmp_path):
-    settings = auth_test_settings(tmp_path)
+@pytest.fixture
+def auth_settings(tmp_path):
+    """For tests that start their own instances (test_auth_postgres.py overrides it)."""
+    return auth_test_settings(tmp_path)
+
+
+async def test_restart_keeps_revoked_devices_revoked(auth_settings):
+    settings = auth_settings
     first = await start_auth(settings)
     try:
         a = await signup(first)
