@@ -1,4 +1,5 @@
-"""The `zynk` command: `zynk up` runs every service and the gateway on this machine."""
+"""The `zynk` command: `zynk up` runs every service and the gateway on this machine; the
+client subcommands (register, login, send, chat, ...) live in clients/cli.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pathlib
 import signal
 import sys
 
+from clients import cli as client_cli
 from services.runtime import logging as zlog
 from services.runtime.config import Settings
 
@@ -35,12 +37,16 @@ async def _up(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="zynk", description=__doc__)
+    client_cli.add_common_options(ap, top=True)
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run every service and the gateway on this machine")
     up.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
     up.add_argument("--host", help="address to listen on (127.0.0.1)")
     up.add_argument("--gateway-port", type=int, help="gateway port (8080)")
+    client_cli.add_commands(sub)
     args = ap.parse_args(argv)
+    if args.command != "up":
+        return client_cli.run(args)
 
     overrides: dict = {}
     if args.command == "up":
