@@ -218,13 +218,15 @@ async def _register(ctx: Ctx) -> int:
     from clients.sdk.client import ZynkClient
 
     a = ctx.args
+    kdf = _kdf(a.kdf_memory_mib)
     password = ctx.password(new=True)
+    passphrase = "" if a.no_login else ctx.passphrase(new=True)
     user = await ZynkClient.register(ctx.server, a.username, password, a.display_name)
     _out(f"registered {user.username} ({user.name})")
     if a.no_login:
         return 0
-    client = await ZynkClient.login(ctx.home, ctx.profile, ctx.passphrase(new=True), ctx.server,
-                                    a.username, password, a.device_name, _kdf(a.kdf_memory_mib))
+    client = await ZynkClient.login(ctx.home, ctx.profile, passphrase, ctx.server,
+                                    a.username, password, a.device_name, kdf)
     async with client:
         _out(f"logged in as {client.state.username} on device {client.device}")
     return 0
@@ -234,9 +236,10 @@ async def _login(ctx: Ctx) -> int:
     from clients.sdk.client import ZynkClient
 
     a = ctx.args
+    kdf = _kdf(a.kdf_memory_mib)
     password = ctx.password()
     client = await ZynkClient.login(ctx.home, ctx.profile, ctx.passphrase(new=True), ctx.server,
-                                    a.username, password, a.device_name, _kdf(a.kdf_memory_mib))
+                                    a.username, password, a.device_name, kdf)
     async with client:
         _out(f"logged in as {client.state.username} on device {client.device}")
     return 0

@@ -84,6 +84,10 @@ class DeviceKeys:
         # id -> public key of every one-time prekey whose private half we still hold.
         self._prekey_ids = prekey_ids
         self._next_prekey_id = next_prekey_id
+        # The library recomputes every public key on each `bundle` access: cache ours.
+        bundle = state.bundle
+        self._identity_key = bundle.identity_key
+        self._spk = SignedPrekey(spk_id, bundle.signed_pre_key, bundle.signed_pre_key_sig)
 
     @classmethod
     def generate(cls) -> DeviceKeys:
@@ -94,11 +98,10 @@ class DeviceKeys:
 
     @property
     def identity_key(self) -> bytes:
-        return self._state.bundle.identity_key
+        return self._identity_key
 
     def signed_prekey(self) -> SignedPrekey:
-        b = self._state.bundle
-        return SignedPrekey(self.signed_prekey_id, b.signed_pre_key, b.signed_pre_key_sig)
+        return self._spk
 
     def one_time_prekeys(self) -> list[OneTimePrekey]:
         """Every one-time prekey whose private half this device holds."""
@@ -110,9 +113,8 @@ class DeviceKeys:
 
     def new_one_time_prekeys(self, count: int) -> list[OneTimePrekey]:
         """Generate `count` new one-time prekeys with fresh ids (not yet published)."""
-        before = set(self._state.bundle.pre_keys)
         self._state.generate_pre_keys(count)
-        fresh = sorted(set(self._state.bundle.pre_keys) - before)
+        fresh = sorted(set(self._state.bundle.pre_keys) - set(self._prekey_ids.values()))
         out = []
         for pub in fresh:
             key_id = self._next_prekey_id
@@ -127,7 +129,9 @@ class DeviceKeys:
         self._state.rotate_signed_pre_key()
         self.signed_prekey_id += 1
         self.signed_prekey_time = time.time()
-        return self.signed_prekey()
+        b = self._state.bundle
+        self._spk = SignedPrekey(self.signed_prekey_id, b.signed_pre_key, b.signed_pre_key_sig)
+        return self._spk
 
     def signed_prekey_age(self) -> float:
         return time.time() - self.signed_prekey_time

@@ -22,7 +22,7 @@ def test_follows_the_documented_construction():
     h = hashlib.sha512(b"\x00\x00" + keys + b"users/a").digest()
     for _ in range(5200):
         h = hashlib.sha512(h + keys).digest()
-    expected = "".join("%05d" % (int.from_bytes(h[i:i + 5], "big") % 100000)
+    expected = "".join(str(int.from_bytes(h[i:i + 5], "big") % 100000).zfill(5)
                        for i in range(0, 30, 5))
     assert fingerprint("users/a", A_KEYS) == expected
 
