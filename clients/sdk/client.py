@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 import time
@@ -65,7 +66,9 @@ class Conversation:
 class Event:
     """Something to show the user."""
 
-    kind: str  # message edit reaction delete system receipt read caught_up error info
+    # message edit reaction delete system receipt (read) delivered read (own read position
+    # moved on another device) caught_up error info
+    kind: str
     conversation: str = ""
     title: str = ""
     sender: str = ""  # username
@@ -624,10 +627,11 @@ class ZynkClient:
             who = await self.username(r.user)
             title = await self._title(r.conversation)
             if r.type == msg.RECEIPT_TYPE_READ:
-                text = f"{who} read up to #{r.read_sequence}"
-            else:
-                text = f"{who} received {len(r.messages)} message(s)"
-            return [Event("receipt", r.conversation, title, who, text=text,
+                return [Event("receipt", r.conversation, title, who,
+                              text=f"{who} read up to #{r.read_sequence}",
+                              sequence=r.read_sequence, time=_ts(r.event_time))]
+            return [Event("delivered", r.conversation, title, who,
+                          text=f"{who} received {len(r.messages)} message(s)",
                           time=_ts(r.event_time))]
         if kind == "read_state":
             return [Event("read", entry.read_state.conversation,
@@ -860,15 +864,16 @@ class ZynkClient:
         await self._receive(self.inbox(mode, follow, on_status), on_events, follow)
 
     async def _receive(self, source: InboxSource, on_events, follow: bool) -> None:
-        async for batch in source.batches():
-            events = await self.process(batch)
-            cursors = [e.cursor for e in batch if e.cursor]
-            await on_events(events)
-            if cursors:
-                await source.ack(cursors[-1])
-            await self.after_batch()
-            if not follow and any(e.HasField("caught_up") for e in batch):
-                return
+        async with contextlib.aclosing(source.batches()) as batches:
+            async for batch in batches:
+                events = await self.process(batch)
+                cursors = [e.cursor for e in batch if e.cursor]
+                await on_events(events)
+                if cursors:
+                    await source.ack(cursors[-1])
+                await self.after_batch()
+                if not follow and any(e.HasField("caught_up") for e in batch):
+                    return
 
     async def mark_read(self, conversation: str, sequence: int) -> None:
         if sequence > 0:

@@ -130,28 +130,50 @@ class RealtimeInbox:
                             await renew
             except InvalidStatus as e:
                 status = e.response.status_code
-                if status in (404, 405, 426, 501):
-                    raise E.Unimplemented("the server does not offer the realtime WebSocket "
-                                          f"yet (HTTP {status})", code=E.UNIMPLEMENTED,
-                                          http_status=status) from None
                 if status == 401 and not refreshed:
                     await self._transport.refresh(force=True)
                     refreshed = True
                     continue
+                # Authentication happens after the upgrade (first frame), so a refused
+                # upgrade means there is no socket here (Starlette answers 403 for a
+                # WebSocket path it does not route).
+                if status in (403, 404, 405, 426, 501):
+                    raise E.Unimplemented("the server does not offer the realtime WebSocket "
+                                          f"yet (HTTP {status})", code=E.UNIMPLEMENTED,
+                                          http_status=status) from None
+                if 400 <= status < 500 and status != 429:
+                    raise E.ServerError(f"the server refused the realtime WebSocket (HTTP "
+                                        f"{status})", http_status=status) from None
             except ConnectionClosed as e:
                 code = e.rcvd.code if e.rcvd is not None else None
                 if code == 4401 and not refreshed:
                     await self._transport.refresh(force=True)
                     refreshed = True
                     continue
-                if code in (4400, 4401, 4403):
-                    raise E.NotAuthenticated(f"the realtime socket was closed ({code}: "
-                                             f"{e.rcvd.reason or 'refused'})") from None
+                reason = e.rcvd.reason if e.rcvd is not None and e.rcvd.reason else "refused"
+                if code == 4401:
+                    raise E.NotAuthenticated(f"the realtime socket refused the token ({reason})",
+                                             code=E.UNAUTHENTICATED) from None
+                if code == 4403:
+                    raise E.PermissionDenied(f"the realtime socket refused this device "
+                                             f"({reason})", code=E.PERMISSION_DENIED) from None
+                if code == 4400:
+                    raise E.ServerError(f"the realtime socket rejected a frame ({reason})",
+                                        code=E.INVALID_ARGUMENT) from None
                 if code == 4409:
                     raise E.ProfileError("another connection for this device took over the "
                                          "realtime socket") from None
             except (OSError, InvalidHandshake, TimeoutError):
                 pass
+            except E.SessionExpired:
+                raise
+            except E.NotAuthenticated:
+                # The error frame that precedes a 4401 close: renew the token once.
+                if refreshed:
+                    raise
+                await self._transport.refresh(force=True)
+                refreshed = True
+                continue
             except E.ApiError as e:
                 if not isinstance(e, E.TRANSIENT):
                     raise

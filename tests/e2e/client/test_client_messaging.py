@@ -51,11 +51,13 @@ def groups(messaging, served):
 
 
 async def receive(client, mode: str = "rest") -> list:
-    """Catch up on the inbox; -> the user-visible events."""
+    """Catch up on the inbox; -> the events about messages (not receipts or system events
+    such as "alice started the conversation")."""
     events = []
 
     async def collect(evs):
-        events.extend(e for e in evs if e.kind not in ("caught_up", "receipt", "read"))
+        events.extend(e for e in evs
+                      if e.kind not in ("caught_up", "receipt", "delivered", "read", "system"))
 
     await asyncio.wait_for(client.listen(collect, follow=False, mode=mode), 30)
     return events
