@@ -340,8 +340,8 @@ class ZynkClient:
         return name
 
     async def resolve(self, target: str) -> Conversation:
-        """`bob`/`@bob` (a direct conversation), `#name` or `groups/{id}` (a group) or
-        `conversations/{id}`."""
+        """`bob`/`@bob`/`users/{id}` (a direct conversation), `#name` or `groups/{id}` (a
+        group) or `conversations/{id}`."""
         if target.startswith("#") or target.startswith("groups/"):
             group = await self.find_group(target.removeprefix("#"))
             return await self._group_conversation(group)
@@ -350,13 +350,13 @@ class ZynkClient:
             if conv.type == msg.Conversation.TYPE_GROUP:
                 return await self._group_conversation(await self.transport.get_group(conv.group))
             return await self._direct(conv)
-        user = await self.lookup(target)
+        user = target if target.startswith("users/") else await self.lookup(target)
         if user == self.user:
             raise E.InvalidArgument("you cannot start a conversation with yourself")
         cached = self.state.directs.get(user)
         if cached:
             info = self.state.conversations.get(cached, {})
-            return Conversation(cached, "direct", info.get("title", f"@{target}"),
+            return Conversation(cached, "direct", info.get("title", target),
                                 (self.user, user))
         return await self._direct(await self.transport.direct_conversation(user))
 
@@ -641,8 +641,8 @@ class ZynkClient:
         return []
 
     async def _on_message(self, m: msg.Message) -> list[Event]:
-        if self.state.seen_before(m.name):
-            return []
+        if self.state.seen_before(m.name) or (m.sender_device == self.device and m.sender_device):
+            return []  # already processed, or our own message echoed back
         conversation = _conversation_of(m.name)
         content_kind = m.WhichOneof("content")
         events: list[Event] = []
@@ -826,8 +826,7 @@ class ZynkClient:
         self._answered.add((conversation, requester, chain_id))
         async with self._lock:
             distribution = key.key.distribution()
-        await self.send(await self.username(requester),
-                        pt.SenderKey(conversation, distribution))
+        await self.send(requester, pt.SenderKey(conversation, distribution))
 
     async def _best_effort(self, coro: Awaitable[Any]) -> None:
         try:

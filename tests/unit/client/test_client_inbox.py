@@ -191,3 +191,11 @@ async def test_receipts_and_caught_up(bob):
     assert [(e.kind, e.text) for e in events] == [("receipt", "alice read up to #4"),
                                                   ("caught_up", "")]
     assert bob.state.cursor == "c-r"
+
+
+async def test_our_own_group_message_echoed_back_is_skipped(bob):
+    bob.state.crypto.rotate_group_key(GROUP)
+    echo = group_message(bob.state.crypto, "mine", 1)
+    assert await bob.process([echo]) == []
+    assert bob.state.pending_group == [] and bob._requests == []
+    assert bob.state.cursor == echo.cursor
