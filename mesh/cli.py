@@ -1,5 +1,6 @@
 """The `zynk` command: `zynk up` runs every service and the gateway on this machine;
-`zynk migrate` brings the PostgreSQL schemas up to date."""
+`zynk migrate` brings the PostgreSQL schemas up to date; the client subcommands (register,
+login, send, chat, ...) live in clients/cli.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pathlib
 import signal
 import sys
 
+from clients import cli as client_cli
 from services.runtime import logging as zlog
 from services.runtime.config import Settings
 
@@ -57,6 +59,7 @@ def _migrate(settings: Settings, services: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="zynk", description=__doc__)
+    client_cli.add_common_options(ap, top=True)
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run every service and the gateway on this machine")
     up.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
@@ -66,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                          "per service (idempotent; safe to run concurrently)")
     mig.add_argument("services", nargs="*", help="only these services (default: all)")
     mig.add_argument("--database-url", help="PostgreSQL URL (ZYNK_BACKENDS__DATABASE_URL)")
+    client_cli.add_commands(sub)
     args = ap.parse_args(argv)
+    if args.command not in ("up", "migrate"):
+        return client_cli.run(args)
 
     overrides: dict = {}
     if args.command == "up":
