@@ -16,7 +16,9 @@ help:
 	@echo "make gen        regenerate gen/ from proto/"
 	@echo "make lint       buf lint (STANDARD), buf breaking (WIRE_JSON vs $(BREAKING_AGAINST)), ruff"
 
-$(STAMP): pyproject.toml
+# A new top-level package (a new */__init__.py) needs a re-install: the editable install maps
+# only the packages that existed when it ran.
+$(STAMP): pyproject.toml $(wildcard */__init__.py)
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
