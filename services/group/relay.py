@@ -144,14 +144,17 @@ class MembershipRelay:
         if lock is None:
             lock = self._locks[group_id] = asyncio.Lock()
         async with lock, self._parallel:
-            now = self._clock()
-            if not await self._store.acquire_relay_lease(group_id, self.holder, now,
-                                                         now + self._lease_s):
-                # Another replica is relaying this group; look again once its lease ends.
-                self._next_try[group_id] = time.monotonic() + self._lease_s
-                return False
-            leased_at = now
+            # The release is in `finally` even for the acquisition: a cancellation (stop)
+            # can land while the lease's COMMIT runs, leaving a lease we hold but were never
+            # told we got. Releasing a lease someone else holds does nothing.
             try:
+                now = self._clock()
+                if not await self._store.acquire_relay_lease(group_id, self.holder, now,
+                                                             now + self._lease_s):
+                    # Another replica is relaying this group; look again once its lease ends.
+                    self._next_try[group_id] = time.monotonic() + self._lease_s
+                    return False
+                leased_at = now
                 while True:
                     rows = await self._store.pending_changes(group_id, BATCH)
                     if not rows:
@@ -169,7 +172,7 @@ class MembershipRelay:
                             return False
                         await self._store.complete_change(row.seq)
             finally:
-                await self._store.release_relay_lease(group_id, self.holder)
+                await _uncancellable(self._store.release_relay_lease(group_id, self.holder))
 
     async def _send(self, row: PendingChange) -> bool:
         request = messaging_pb2.ApplyGroupMembershipChangeRequest.FromString(row.request)
@@ -228,6 +231,18 @@ class MembershipRelay:
         for group_id in await self._store.pending_groups(1000):
             if self._next_try.get(group_id, 0.0) <= now and group_id not in self._runners:
                 self._ensure_runner(group_id)
+
+
+async def _uncancellable(coro) -> None:
+    """Run `coro` to the end even if the caller is cancelled meanwhile (then re-raise): a
+    lease release cut short by stop() would roll back and block the group until the lease
+    expires."""
+    task = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _spawn(coro) -> asyncio.Task:
