@@ -326,7 +326,7 @@ class GroupDomain:
                         now=now))
                     result = LeaveResult("", True)
                 else:
-                    requested = _resolve_successor(caller, successor_ref, members)
+                    requested = _resolve_successor(caller, successor_ref)
                     heir = rules.choose_successor(members, caller.user_id, requested)
                     assert heir is not None  # someone else is left
                     await tx.delete_members(group_id, [caller.user_id])
@@ -498,19 +498,10 @@ def _resolve_users(caller: Principal, refs: Sequence[str], field: str) -> dict[s
     return out
 
 
-def _resolve_successor(caller: Principal, ref: str | None,
-                       members: Sequence[MemberRow]) -> str | None:
+def _resolve_successor(caller: Principal, ref: str | None) -> str | None:
     if not ref:
         return None
-    user_id = caller.user_id if ref == names.ME else ref
-    if user_id == caller.user_id or all(m.user_id != user_id for m in members):
-        # Refused rather than silently falling back to another heir: ownership is not
-        # handed to someone the owner did not choose because of a typo or a race.
-        raise InvalidArgument(
-            f"successor {names.user_name(user_id)} must be another member of the group",
-            field_violations=[("successor", "must be another member of the group")],
-            reason="SUCCESSOR_NOT_A_MEMBER")
-    return user_id
+    return caller.user_id if ref == names.ME else ref
 
 
 def _group_full(limit: int) -> FailedPrecondition:

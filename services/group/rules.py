@@ -44,14 +44,13 @@ def role_change_refusal(actor: Role, target: Role, new_role: Role, is_self: bool
 
 def choose_successor(members: Sequence[MemberRow], leaving_user: str,
                      requested: str | None = None) -> MemberRow | None:
-    """Who becomes owner when `leaving_user` (the owner) leaves: `requested` (the caller
-    checked it is another member), otherwise the longest-standing ADMIN, otherwise the
-    longest-standing MEMBER; None when nobody else is left. "Longest-standing" is the
-    membership that began first (lowest seq), whatever roles it held since."""
+    """Who becomes owner when `leaving_user` (the owner) leaves: `requested` if it is
+    another member, otherwise the longest-standing ADMIN, otherwise the longest-standing
+    MEMBER; None when nobody else is left. "Longest-standing" is the membership that began
+    first (lowest seq), whatever roles it held since."""
     others = sorted((m for m in members if m.user_id != leaving_user), key=lambda m: m.seq)
-    if requested is not None:
-        return next((m for m in others if m.user_id == requested), None)
-    return (next((m for m in others if m.role is Role.ADMIN), None)
+    chosen = next((m for m in others if m.user_id == requested), None) if requested else None
+    return (chosen or next((m for m in others if m.role is Role.ADMIN), None)
             or (others[0] if others else None))
 
 

@@ -54,7 +54,12 @@ def member(user: str, role: Role, seq: int) -> MemberRow:
 def test_successor_is_the_requested_member():
     ms = [member("owner", OW, 1), member("a", A, 2), member("m", M, 3)]
     assert rules.choose_successor(ms, "owner", "m").user_id == "m"
-    assert rules.choose_successor(ms, "owner", "stranger") is None
+
+
+@pytest.mark.parametrize("requested", ["stranger", "owner", ""])
+def test_a_requested_successor_who_is_not_another_member_falls_back(requested):
+    ms = [member("owner", OW, 1), member("m", M, 2), member("a", A, 3)]
+    assert rules.choose_successor(ms, "owner", requested).user_id == "a"
 
 
 def test_successor_is_the_longest_standing_admin_before_any_member():
