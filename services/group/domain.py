@@ -227,14 +227,15 @@ class GroupDomain:
         # (never hold the writer across a network call); the transaction re-checks both.
         _, me = await self._visible(caller, group_id)
         _require_admin(me, "add members")
-        present = {u for u in wanted if await self._store.get_member(group_id, u) is not None}
+        present = await self._store.get_members(group_id, list(wanted))
         await self._require_existing({u: i for u, i in wanted.items() if u not in present},
                                      "users")
         now = self._clock()
         async with self._store.transaction() as tx:
             group, me = await self._visible_in(tx, caller, group_id)
             _require_admin(me, "add members")
-            new = [u for u in wanted if await tx.get_member(group_id, u) is None]
+            present = await tx.get_members(group_id, list(wanted))
+            new = [u for u in wanted if u not in present]
             if not new:
                 return []
             if group.member_count + len(new) > self._s.max_members:
@@ -255,9 +256,10 @@ class GroupDomain:
         async with self._store.transaction() as tx:
             group, me = await self._visible_in(tx, caller, group_id)
             _require_admin(me, "remove members")
+            present = await tx.get_members(group_id, list(wanted))
             targets, refused = [], []
             for user_id in wanted:
-                target = await tx.get_member(group_id, user_id)
+                target = present.get(user_id)
                 if target is None:
                     continue  # not a member: nothing to do
                 why = rules.removal_refusal(me.role, target.role, user_id == caller.user_id)

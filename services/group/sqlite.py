@@ -67,6 +67,18 @@ def _change(r) -> PendingChange:
                          seq=r["seq"])
 
 
+async def _members_among(fetch, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
+    out: dict[str, MemberRow] = {}
+    ids = list(dict.fromkeys(user_ids))
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for r in await fetch(f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ?"
+                             f" AND m.user_id IN ({marks})", (group_id, *chunk)):
+            out[r["user_id"]] = _member(r)
+    return out
+
+
 async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence = ()):
     async with conn.execute(sql, params) as cur:
         return await cur.fetchone()
@@ -115,6 +127,10 @@ class SqliteTx:
         return _member(await _one(
             self._c, f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ?"
             " AND m.user_id = ?", (group_id, user_id)))
+
+    async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
+        return await _members_among(lambda sql, params: _all(self._c, sql, params), group_id,
+                                    user_ids)
 
     async def list_all_members(self, group_id: str) -> list[MemberRow]:
         rows = await _all(self._c, f"SELECT {_MEMBER_COLS} FROM members m"
@@ -230,6 +246,9 @@ class SqliteGroupStore:
         return _member(await self.db.fetchone(
             f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ? AND m.user_id = ?",
             (group_id, user_id)))
+
+    async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
+        return await _members_among(self.db.fetchall, group_id, user_ids)
 
     async def list_groups_of(self, user_id: str, *, before_seq: int | None,
                              limit: int) -> list[MembershipView]:

@@ -110,6 +110,9 @@ class GroupTx(Protocol):
     # members
     async def get_member(self, group_id: str, user_id: str) -> MemberRow | None: ...
 
+    async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
+        """The members among `user_ids`, by user id (non-members are absent)."""
+
     async def list_all_members(self, group_id: str) -> list[MemberRow]:
         """Every member, in seq order (oldest membership first)."""
 
@@ -168,6 +171,9 @@ class GroupStore(Protocol):
         """With member_count."""
 
     async def get_member(self, group_id: str, user_id: str) -> MemberRow | None: ...
+
+    async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
+        """The members among `user_ids`, by user id (non-members are absent)."""
 
     async def list_groups_of(self, user_id: str, *, before_seq: int | None,
                              limit: int) -> list[MembershipView]:

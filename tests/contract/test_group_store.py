@@ -97,6 +97,10 @@ async def test_members_roles_and_order(adapter):
         (late,) = await tx.insert_members([MemberRow(g.id, "a", Role.MEMBER, 1100.0,
                                                      invite_id="inv")])
         assert (await tx.get_member(g.id, "a")) == late
+    among = await s.get_members(g.id, ["b", "c", "nobody", "b"])
+    assert sorted(among) == ["b", "c"] and among["b"].role is Role.ADMIN
+    async with s.transaction() as tx:
+        assert sorted(await tx.get_members(g.id, ["a", "o", "x"])) == ["a", "o"]
     m = await s.get_member(g.id, "b")
     assert (m.role, m.added_by, m.join_time) == (Role.ADMIN, "o", 1000.0)
     assert await s.get_member(g.id, "nobody") is None
