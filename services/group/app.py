@@ -7,6 +7,7 @@ from services.group.peers import AuthUserDirectory, MessagingSink
 from services.group.relay import MembershipRelay
 from services.group.servicer import GroupServicer
 from services.group.sqlite import SqliteGroupStore
+from services.runtime import logging as zlog
 from services.runtime.outbox import OutboxRelay
 from services.runtime.server import ServiceSpec
 from services.runtime.shared import Shared
@@ -14,9 +15,16 @@ from zynk.group.v1 import group_pb2_grpc
 
 FULL_NAME = "zynk.group.v1.GroupService"
 
+log = zlog.get("group")
+
 
 async def build(shared: Shared) -> ServiceSpec:
     settings = shared.settings
+    if settings.backends.storage != "sqlite":
+        # Until the PostgreSQL adapter lands: fine for one process, wrong for replicas (each
+        # would have its own membership), so say it where operators look.
+        log.warning("the group service has no PostgreSQL adapter yet; it keeps its data in "
+                    "SQLite: run a single replica", path=str(settings.db_path("group")))
     store = await SqliteGroupStore.open(settings.db_path("group"))
     events = OutboxRelay(store.db, shared.bus)
     relay = MembershipRelay(
