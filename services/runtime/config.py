@@ -140,6 +140,24 @@ class MessagingSettings(BaseModel):
 class GroupSettings(BaseModel):
     """The group service (services/group)."""
 
+    # Members per group. At most 1000: messaging's ApplyGroupMembershipChange carries the
+    # whole admin list and a deleted group's members in one request, capped at 1000 each.
+    max_members: int = Field(1000, ge=2, le=1000)
+    # Groups one user may create while owning them (a client-controlled resource).
+    max_owned_groups: int = Field(500, ge=1)
+    # Invites of one group that are usable at the same time.
+    max_active_invites: int = Field(100, ge=1)
+    # Relay of membership changes to messaging: how long an RPC waits for its change to be
+    # relayed before answering anyway (the background relay finishes the job), the deadline
+    # of one ApplyGroupMembershipChange call, and the retry backoff while messaging refuses.
+    relay_inline_wait_s: float = Field(2.0, ge=0)
+    relay_call_timeout_s: float = Field(5.0, gt=0)
+    relay_backoff_initial_s: float = Field(0.5, gt=0)
+    relay_backoff_max_s: float = Field(30.0, gt=0)
+    # How often the relay looks for rows it was not told about (another replica's, or left
+    # by a crash); a commit in this process wakes it at once.
+    relay_poll_s: float = Field(5.0, gt=0)
+
 
 class PresenceSettings(BaseModel):
     """The presence service (services/presence); docs/presence.md explains each knob."""

@@ -42,6 +42,10 @@ class SqliteDatabase:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # One statement at a time on the reader: while a cursor is open its read snapshot
+        # stays open, and a read interleaved with it would not see commits made since (a
+        # stale read of one's own write).
+        self._read_lock = asyncio.Lock()
         self._on_commit: list[Callable[[], None]] = []
 
     @classmethod
@@ -93,12 +97,12 @@ class SqliteDatabase:
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         assert self._reader is not None, "database is closed"
-        async with self._reader.execute(sql, params) as cur:
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         assert self._reader is not None, "database is closed"
-        async with self._reader.execute(sql, params) as cur:
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     async def close(self) -> None:

@@ -1,0 +1,44 @@
+"""The group service's wiring, called by the process's composition root (mesh)."""
+
+from __future__ import annotations
+
+from services.group.domain import GroupDomain
+from services.group.peers import AuthUserDirectory, MessagingSink
+from services.group.relay import MembershipRelay
+from services.group.servicer import GroupServicer
+from services.group.sqlite import SqliteGroupStore
+from services.runtime import logging as zlog
+from services.runtime.outbox import OutboxRelay
+from services.runtime.server import ServiceSpec
+from services.runtime.shared import Shared
+from zynk.group.v1 import group_pb2_grpc
+
+FULL_NAME = "zynk.group.v1.GroupService"
+
+log = zlog.get("group")
+
+
+async def build(shared: Shared) -> ServiceSpec:
+    settings = shared.settings
+    if settings.backends.storage != "sqlite":
+        # Until the PostgreSQL adapter lands: fine for one process, wrong for replicas (each
+        # would have its own membership), so say it where operators look.
+        log.warning("the group service has no PostgreSQL adapter yet; it keeps its data in "
+                    "SQLite: run a single replica", path=str(settings.db_path("group")))
+    store = await SqliteGroupStore.open(settings.db_path("group"))
+    events = OutboxRelay(store.db, shared.bus)
+    relay = MembershipRelay(
+        store, MessagingSink(shared.channels, settings.group.relay_call_timeout_s),
+        settings.group)
+    domain = GroupDomain(store, AuthUserDirectory(shared.channels), relay, settings.group)
+    events.start()
+    # Changes left pending by the previous run (messaging was down, or we crashed between a
+    # commit and its relay) go out as soon as the loop starts.
+    relay.start()
+    servicer = GroupServicer(domain)
+
+    def register(server) -> None:
+        group_pb2_grpc.add_GroupServiceServicer_to_server(servicer, server)
+
+    return ServiceSpec(name="group", full_names=[FULL_NAME], register=register,
+                       on_stop=[relay.stop, events.stop, store.close])

@@ -1,0 +1,165 @@
+"""The relay of membership changes to MessagingService.ApplyGroupMembershipChange, over real
+gRPC: the group service built by its app.py, and a recording MessagingService server.
+
+That server (harness.MessagingDouble) is a test double of a *neighbouring* service, used to
+check the relay's protocol: what each change carries, that one group's changes arrive in
+commit order, that the relay retries while messaging is down or refusing, that a retry
+carries the same change_id, and that changes committed before a restart are relayed after it.
+It sits behind the runtime's real server interceptor, so the internal credential and the
+contract's validation rules are enforced as the real messaging service enforces them. The
+real messaging service is wired in by the lead's end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from services.group.sqlite import SqliteGroupStore
+from services.runtime.sqlite import SqliteDatabase
+from tests.integration.group.harness import (
+    group_settings,
+    signups,
+    start_group,
+    start_messaging,
+)
+from zynk.group.v1 import group_pb2 as pb
+
+OWNER, ADMIN, MEMBER = pb.ROLE_OWNER, pb.ROLE_ADMIN, pb.ROLE_MEMBER
+
+
+def summary(change) -> tuple:
+    return (change.actor, tuple(change.added_users), tuple(change.removed_users),
+            tuple(change.admins), change.group_deleted)
+
+
+async def test_every_kind_of_change_reaches_messaging_in_order(auth, group, messaging):
+    owner, a, b, c = await signups(auth, 4)
+    s = group.stub
+    g = (await s.CreateGroup(pb.CreateGroupRequest(group=pb.Group(display_name="g"),
+                                                   initial_members=[a.name]),
+                             metadata=owner.md)).group
+    await s.AddMembers(pb.AddMembersRequest(group=g.name, users=[b.name]), metadata=owner.md)
+    await s.UpdateMemberRole(pb.UpdateMemberRoleRequest(name=f"{g.name}/members/{a.id}",
+                                                        role=ADMIN), metadata=owner.md)
+    inv = (await s.CreateInvite(pb.CreateInviteRequest(parent=g.name, invite=pb.Invite()),
+                                metadata=a.md)).invite
+    await s.JoinGroup(pb.JoinGroupRequest(invite_token=inv.token), metadata=c.md)
+    await s.RemoveMembers(pb.RemoveMembersRequest(group=g.name, users=[b.name]),
+                          metadata=a.md)
+    await s.LeaveGroup(pb.LeaveGroupRequest(name=g.name), metadata=owner.md)  # -> a
+    await s.UpdateMemberRole(pb.UpdateMemberRoleRequest(name=f"{g.name}/members/{c.id}",
+                                                        role=OWNER), metadata=a.md)
+    await s.DeleteGroup(pb.DeleteGroupRequest(name=g.name), metadata=c.md)
+    # Each RPC waited for its change while messaging was healthy: all are there already.
+    got = messaging.of(g.name)
+    assert [summary(x) for x in got] == [
+        (owner.name, (owner.name, a.name), (), (owner.name,), False),
+        (owner.name, (b.name,), (), (owner.name,), False),
+        (owner.name, (), (), (owner.name, a.name), False),
+        (c.name, (c.name,), (), (owner.name, a.name), False),
+        (a.name, (), (b.name,), (owner.name, a.name), False),
+        (owner.name, (), (owner.name,), (a.name,), False),
+        (a.name, (), (), (a.name, c.name), False),
+        (c.name, (), (a.name, c.name), (), True),
+    ]
+    assert len({x.change_id for x in got}) == len(got)
+    for x in got:
+        uuid.UUID(x.change_id)
+
+
+async def test_messaging_down_does_not_fail_the_api_and_the_relay_catches_up(
+        auth, group, messaging):
+    owner, x = await signups(auth, 2)
+    messaging.down = True
+    before = len(messaging.calls)
+    started = time.monotonic()
+    g = (await group.stub.CreateGroup(pb.CreateGroupRequest(group=pb.Group(display_name="g")),
+                                      metadata=owner.md)).group
+    # Membership flips that only make sense in order: add, remove, add, remove.
+    for _ in range(2):
+        await group.stub.AddMembers(pb.AddMembersRequest(group=g.name, users=[x.name]),
+                                    metadata=owner.md)
+        await group.stub.RemoveMembers(pb.RemoveMembersRequest(group=g.name, users=[x.name]),
+                                       metadata=owner.md)
+    assert time.monotonic() - started < 2.0  # nobody waited out a timeout
+    await messaging.wait_for(lambda: len(messaging.calls) >= before + 3)  # it keeps trying
+    assert messaging.of(g.name) == []
+    messaging.down = False
+    await messaging.wait_for(lambda: len(messaging.of(g.name)) == 5)
+    got = messaging.of(g.name)
+    assert [(tuple(c.added_users), tuple(c.removed_users)) for c in got] == [
+        ((owner.name,), ()), ((x.name,), ()), ((), (x.name,)), ((x.name,), ()),
+        ((), (x.name,))]
+
+
+async def test_a_retry_after_a_lost_answer_carries_the_same_change_id(auth, group, messaging):
+    (owner,) = await signups(auth, 1)
+    messaging.lose_answers = 2
+    g = (await group.stub.CreateGroup(pb.CreateGroupRequest(group=pb.Group(display_name="g")),
+                                      metadata=owner.md)).group
+
+    def calls():
+        return [c for c in messaging.calls if c.group == g.name]
+
+    await messaging.wait_for(lambda: len(calls()) >= 3)
+    assert len({c.change_id for c in calls()}) == 1
+    assert len(messaging.of(g.name)) == 1  # applied once
+    # The third answer got through: the row goes, and nothing is sent again.
+    deadline = time.monotonic() + 3
+    while await _pending_rows(group.settings.db_path("group"), g.name[7:]):
+        assert time.monotonic() < deadline, "an accepted change was not deleted"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # several backoff periods of the test settings
+    assert len(calls()) == 3
+
+
+async def test_changes_pending_at_a_restart_are_relayed_after_it(auth, tmp_path):
+    """Messaging is unreachable (its server stopped) while changes commit; the group service
+    stops; a new group service on the same database relays them, in order, with the change
+    ids they were committed with."""
+    first_messaging = await start_messaging()
+    settings = group_settings(tmp_path)
+    first = await start_group(settings, auth, first_messaging.address)
+    await first_messaging.stop()  # connections are refused from now on
+    owner, a, b = await signups(auth, 3)
+    g = (await first.stub.CreateGroup(pb.CreateGroupRequest(
+        group=pb.Group(display_name="g"), initial_members=[a.name]), metadata=owner.md)).group
+    await first.stub.AddMembers(pb.AddMembersRequest(group=g.name, users=[b.name]),
+                                metadata=owner.md)
+    await first.stub.LeaveGroup(pb.LeaveGroupRequest(name=g.name), metadata=a.md)
+    await first.stop()
+
+    store = await SqliteGroupStore.open(settings.db_path("group"))
+    pending = [r.change_id for r in await store.pending_changes(g.name[7:], 100)]
+    await store.close()
+    assert len(pending) == 3
+
+    second_messaging = await start_messaging()
+    second = await start_group(settings, auth, second_messaging.address)
+    try:
+        double = second_messaging.double
+        await double.wait_for(lambda: len(double.of(g.name)) == 3)
+        got = double.of(g.name)
+        assert [c.change_id for c in got] == pending
+        assert [(tuple(c.added_users), tuple(c.removed_users)) for c in got] == [
+            ((owner.name, a.name), ()), ((b.name,), ()), ((), (a.name,))]
+        # delivered rows are gone: a further restart has nothing to send
+        deadline = time.monotonic() + 3
+        while await _pending_rows(settings.db_path("group"), g.name[7:]):
+            assert time.monotonic() < deadline, "delivered rows were not deleted"
+            await asyncio.sleep(0.02)
+    finally:
+        await second.stop()
+        await second_messaging.stop()
+
+
+async def _pending_rows(path, group_id: str) -> int:
+    """Read through a second connection, as another process would."""
+    db = await SqliteDatabase.open(path)
+    try:
+        r = await db.fetchone("SELECT count(*) FROM pending_changes WHERE group_id = ?",
+                              (group_id,))
+        return int(r[0])
+    finally:
+        await db.close()
