@@ -117,6 +117,7 @@ class MessagingDouble(mgrpc.MessagingServiceServicer):
         self.reads: list[tuple[str, str, int]] = []
         self.gate: asyncio.Event | None = None  # when set, ListConversations waits for it
         self.sequence = 0
+        self.jitter = True  # uneven SendMessage latency (ordering tests); off for benchmarks
 
     def push(self, device: str, message: mpb.Message | None = None, **event: Any) -> str:
         """Queue an entry for a device; returns its cursor."""
@@ -179,8 +180,8 @@ class MessagingDouble(mgrpc.MessagingServiceServicer):
 
     async def SendMessage(self, request, context):
         me = current_principal()
-        # Uneven latency, so that concurrent sends would commit out of order.
-        await asyncio.sleep(0.02 if len(self.sent) % 2 == 0 else 0.0)
+        if self.jitter:  # uneven latency, so that concurrent sends would commit out of order
+            await asyncio.sleep(0.02 if len(self.sent) % 2 == 0 else 0.0)
         self.sequence += 1
         self.sent.append(request.message_id)
         stored = mpb.Message(name=f"{request.parent}/messages/{request.message_id}",
