@@ -3,7 +3,7 @@
 - upstream: the MessagingService/PresenceService test doubles of tests/support/realtime.py
   behind the real runtime (GrpcServer, ServerInterceptor, TokenVerifier);
 - gateway: create_app + gateway.server as `zynk up` builds it (the runtime's Channels for
-  unary calls, lean channels with STREAM_CHANNEL_OPTIONS for the per-socket streams).
+  unary calls, lean channels with CHANNEL_OPTIONS for the socket's own calls and streams).
 
     with Servers() as s:          # spawns both, prints nothing
         s.url, s.keys, s.gateway_pid, s.upstream_pid
@@ -56,7 +56,7 @@ async def _gateway(jwk_path: str, upstream_port: int) -> None:
     import grpc
 
     from gateway.app import create_app
-    from gateway.realtime import STREAM_CHANNEL_OPTIONS
+    from gateway.realtime import CHANNEL_OPTIONS
     from gateway.server import GatewayServer
     from services.runtime.channels import Channels
     from services.runtime.config import Rate, RealtimeSettings
@@ -77,8 +77,8 @@ async def _gateway(jwk_path: str, upstream_port: int) -> None:
     settings = RealtimeSettings(frame_rate=Rate(per_second=100_000, burst=100_000))
     app = create_app(channel_for=channels.get, modules=MODULES, verifier=verifier,
                      realtime=settings,
-                     stream_channel_for=lambda name: grpc.aio.insecure_channel(
-                         addresses[name], options=STREAM_CHANNEL_OPTIONS))
+                     realtime_channel_for=lambda name: grpc.aio.insecure_channel(
+                         addresses[name], options=CHANNEL_OPTIONS))
     server = GatewayServer(app, host="127.0.0.1", port=0, proxy_headers=False)
     await server.start()
     print(json.dumps({"port": server.port}), flush=True)
@@ -113,8 +113,7 @@ class Servers:
         os.unlink(self._jwk)
 
     def _spawn(self, role: str, *args: str) -> tuple[subprocess.Popen, dict]:
-        extra = ["/tmp/rtexp/prof.py"] if role == "gateway" and os.environ.get("PROF") else []
-        proc = subprocess.Popen([sys.executable, *extra, __file__, role, *args],
+        proc = subprocess.Popen([sys.executable, __file__, role, *args],
                                 stdout=subprocess.PIPE, text=True)
         self._procs.append(proc)
         line = proc.stdout.readline()

@@ -94,7 +94,7 @@ def create_app(
     require_credentials: bool = True,
     verifier: TokenVerifier | None = None,
     realtime: RealtimeSettings | None = None,
-    stream_channel_for: ChannelFor | None = None,
+    realtime_channel_for: ChannelFor | None = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -112,9 +112,10 @@ def create_app(
         WebSocket at GET /api/v1/realtime (docs/realtime.md), which authenticates sockets
         locally; without it that route does not exist.
     realtime: the socket's settings (heartbeats, limits); default RealtimeSettings().
-    stream_channel_for: channels for the sockets' long-lived upstream streams (one Subscribe
-        per open socket), ideally built with gateway.realtime.STREAM_CHANNEL_OPTIONS and no
-        interceptors; default channel_for.
+    realtime_channel_for: channels for the socket's own upstream calls (one Subscribe stream
+        per open socket, and the send/ack/read/typing/heartbeat calls), ideally built with
+        gateway.realtime.CHANNEL_OPTIONS and no interceptors; default channel_for. `call`
+        frames use the REST multicallables.
     """
     files = load_files(modules)
     router = Router(collect_routes(files))
@@ -210,15 +211,15 @@ def create_app(
         }
         streams: dict[str, grpc.aio.Channel] = {}
 
-        def stream_channel_of(service: str) -> grpc.aio.Channel:
-            if stream_channel_for is None:
+        def realtime_channel_of(service: str) -> grpc.aio.Channel:
+            if realtime_channel_for is None:
                 return channel_of(service)
             if service not in streams:
-                streams[service] = stream_channel_for(service)
+                streams[service] = realtime_channel_for(service)
             return streams[service]
 
         rt = Realtime(settings=realtime or RealtimeSettings(), verifier=verifier,
-                      upstream=Upstream(channel_of, stream_channel_of, unary),
+                      upstream=Upstream(realtime_channel_of, unary),
                       timeout_s=default_timeout_s)
         routes.append(WebSocketRoute(REALTIME_PATH, rt))
 

@@ -61,7 +61,7 @@ class EmbeddedMesh:
         self._gateway = None
         self._shared: Shared | None = None
         self._edge_channels: Channels | None = None
-        self._stream_channels: dict[str, grpc.aio.Channel] = {}
+        self._realtime_channels: dict[str, grpc.aio.Channel] = {}
 
     async def start(self) -> EmbeddedMesh:
         s = self.settings
@@ -113,7 +113,7 @@ class EmbeddedMesh:
 
     async def _start_gateway(self) -> None:
         from gateway.app import create_app
-        from gateway.realtime import STREAM_CHANNEL_OPTIONS
+        from gateway.realtime import CHANNEL_OPTIONS
         from gateway.server import GatewayServer
 
         s = self.settings
@@ -122,10 +122,10 @@ class EmbeddedMesh:
         image = pathlib.Path(__file__).resolve().parent.parent / "gen" / "zynk.binpb"
         assert self._shared is not None
 
-        def stream_channel_for(name: str) -> grpc.aio.Channel:
-            # The realtime socket's per-device streams: lean channels, no interceptors.
-            ch = grpc.aio.insecure_channel(self.addresses[name], options=STREAM_CHANNEL_OPTIONS)
-            self._stream_channels[name] = ch
+        def realtime_channel_for(name: str) -> grpc.aio.Channel:
+            # The realtime socket's own calls (a stream per open socket): lean, no interceptors.
+            ch = grpc.aio.insecure_channel(self.addresses[name], options=CHANNEL_OPTIONS)
+            self._realtime_channels[name] = ch
             return ch
 
         app = create_app(channel_for=self._edge_channels.get,
@@ -133,7 +133,7 @@ class EmbeddedMesh:
                          default_timeout_s=s.default_deadline_s,
                          openapi=image if image.exists() else None,
                          verifier=self._shared.verifier, realtime=s.realtime,
-                         stream_channel_for=stream_channel_for)
+                         realtime_channel_for=realtime_channel_for)
         # proxy_headers off: X-Forwarded-For from a client must not pick its rate-limit
         # bucket; behind a real proxy (Istio ingress) the proxy sets it.
         self._gateway = GatewayServer(app, host=s.host, port=s.ports.gateway,
@@ -157,9 +157,9 @@ class EmbeddedMesh:
         if self._edge_channels is not None:
             await self._edge_channels.close()
             self._edge_channels = None
-        for ch in self._stream_channels.values():
+        for ch in self._realtime_channels.values():
             await ch.close()
-        self._stream_channels.clear()
+        self._realtime_channels.clear()
 
     def banner(self) -> str:
         lines = [f"Zynk is up ({self.settings.mode} mode)",

@@ -3,11 +3,11 @@ calls over the same gRPC methods REST exposes (docs/realtime.md)."""
 
 from gateway.realtime.app import PATH, SUBPROTOCOL, Realtime
 from gateway.realtime.transport import WebSocketProtocol
-from gateway.realtime.upstream import STREAM_CHANNEL_OPTIONS, Method, Upstream
+from gateway.realtime.upstream import CHANNEL_OPTIONS, Method, Upstream
 
 __all__ = [
     "PATH",
-    "STREAM_CHANNEL_OPTIONS",
+    "CHANNEL_OPTIONS",
     "SUBPROTOCOL",
     "Method",
     "Realtime",

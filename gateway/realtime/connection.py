@@ -1,6 +1,6 @@
 """One realtime socket: authentication, the frame loop, the upstream streams.
 
-Tasks per socket: the ASGI task reads frames (this module's `run`), one task pumps the
+Tasks per socket: the ASGI task reads frames (`Connection.serve`), one task pumps the
 device's inbox (MessagingService.Subscribe), one more only while the client watches presence;
 unary calls run as short tasks, at most `max_calls_in_flight` at a time. Timers (heartbeats,
 idle and expiry checks) live in the shared Hub, not per socket. Outbound frames are written
@@ -62,7 +62,7 @@ class Close:
 
 class Connection:
     __slots__ = (
-        "rt", "ws", "peer", "cid", "seq", "user", "device", "expires", "md", "cursor",
+        "rt", "ws", "peer", "cid", "seq", "device", "expires", "md", "cursor",
         "pump", "watch", "tasks", "ordered", "in_flight", "tokens", "refilled", "next_beat",
         "closing", "close_code",
     )
@@ -73,7 +73,6 @@ class Connection:
         self.peer = ""
         self.cid = secrets.token_hex(6)  # prefix of the request ids of this socket's calls
         self.seq = 0
-        self.user = ""
         self.device = ""  # users/{uuid}/devices/{uuid} once authenticated
         self.expires = 0.0  # epoch seconds at which the access token expires
         self.md: tuple[tuple[str, str], ...] = ()
@@ -185,7 +184,6 @@ class Connection:
             self.fail(Close.UNAUTHENTICATED, status_json(e.to_status()), "unauthenticated",
                       frame_id)
             return False
-        self.user = principal.user_name
         self.device = principal.device_name
         self.cursor = after_cursor
         self._use_token(token, expires)
@@ -209,7 +207,7 @@ class Connection:
     async def _cleanup(self) -> None:
         self.closing = True
         if not self.close_code:
-            self.close_code = self.ws._close_code
+            self.close_code = self.ws.close_code
         pending = [t for t in (self.pump, self.watch) if t is not None]
         pending.extend(self.tasks or ())
         for t in pending:
@@ -224,7 +222,7 @@ class Connection:
         if current and self.close_code != Close.REPLACED:
             try:
                 await self.rt.up.heartbeat(_OFFLINE, timeout=self.rt.settings.presence_timeout_s,
-                                           metadata=self._md())
+                                           metadata=self.metadata())
             except grpc.RpcError as e:
                 log.debug("realtime.offline_failed", code=_code_name(e))
             except Exception:  # noqa: BLE001 -- presence must never break the socket
@@ -365,7 +363,7 @@ class Connection:
 
     async def _unary(self, fid: str, call: Any, request: Any) -> None:
         try:
-            reply = await call(request, timeout=self.rt.timeout_s, metadata=self._md())
+            reply = await call(request, timeout=self.rt.timeout_s, metadata=self.metadata())
         except grpc.RpcError as e:
             await self.ws.send_text(frames.error(fid, self._upstream_status(e, "call")))
             return
@@ -390,27 +388,29 @@ class Connection:
     # -- upstream streams --------------------------------------------------------------------
 
     async def _pump_inbox(self) -> None:
-        """Forward the device's inbox in order. When the stream breaks (the service restarted
-        or is unreachable) it is reopened after the last cursor forwarded to the client, so
-        nothing is skipped and nothing forwarded twice."""
+        """Forward the device's inbox in order (keepalives included: the contract's inbox
+        frame carries them). When the stream breaks (the service restarted or is unreachable)
+        it is reopened after the last cursor forwarded to the client, so nothing is skipped
+        and nothing forwarded twice. Backoff with full jitter, reset only once a replay got
+        through (caught_up): a restarted service is not hit by every socket at once, nor
+        hammered by one whose stream keeps failing."""
         rt = self.rt
         delay = rt.settings.retry_initial_s
         try:
             while True:
                 request = messaging_pb2.SubscribeRequest(device=self.device,
                                                          after_cursor=self.cursor)
-                stream = rt.up.subscribe(request, metadata=self._md())
+                stream = rt.up.subscribe(request, metadata=self.metadata())
                 try:
                     while True:
                         item = await stream.read()
                         if item is EOF:
                             break
-                        if item.HasField("keepalive"):  # the socket has its own pings
-                            continue
                         await self.ws.send_text(frames.inbox(item))
                         if item.cursor:
                             self.cursor = item.cursor
-                        delay = rt.settings.retry_initial_s
+                        elif item.HasField("caught_up"):
+                            delay = rt.settings.retry_initial_s
                 except grpc.RpcError as e:
                     code = e.code()
                     if code not in _RETRY:
@@ -420,7 +420,7 @@ class Connection:
                 finally:
                     stream.cancel()
                 log.debug("realtime.inbox_reconnect", delay_s=round(delay, 2))
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, rt.settings.retry_max_s)
         except ClientDisconnected:
             pass
@@ -437,13 +437,13 @@ class Connection:
         delay = rt.settings.retry_initial_s
         try:
             while True:
-                stream = rt.up.watch_presence(request, metadata=self._md())
+                stream = rt.up.watch_presence(request, metadata=self.metadata())
                 try:
                     while True:
                         item = await stream.read()
                         if item is EOF:
                             break
-                        if item.HasField("keepalive"):
+                        if item.HasField("keepalive"):  # not a change; the socket pings
                             continue
                         await self.ws.send_text(frames.presence(item))
                         delay = rt.settings.retry_initial_s
@@ -454,7 +454,7 @@ class Connection:
                         return
                 finally:
                     stream.cancel()
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, rt.settings.retry_max_s)
         except ClientDisconnected:
             pass
@@ -468,7 +468,8 @@ class Connection:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _md(self) -> tuple[tuple[str, str], ...]:
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata for one upstream call: the token, client address, a request id."""
         self.seq += 1
         return (*self.md, ("x-request-id", f"rt-{self.cid}-{self.seq}"))
 

@@ -122,7 +122,7 @@ class Hub:
             if conn.closing or conn.close_code:
                 continue
             try:
-                await up.heartbeat(_ONLINE, timeout=timeout, metadata=conn._md())
+                await up.heartbeat(_ONLINE, timeout=timeout, metadata=conn.metadata())
             except grpc.RpcError as e:
                 code = e.code() if callable(getattr(e, "code", None)) else None
                 self._warn(code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN")

@@ -50,6 +50,10 @@ __all__ = ["EXTENSION", "WebSocketProtocol"]
 EXTENSION = "zynk.websocket"
 # How long to wait for the client's close frame after sending ours.
 CLOSE_TIMEOUT_S = 5.0
+# Stop reading from the socket once this many messages wait for the app (it reads on when
+# they are taken). Not 1: pausing and resuming costs two epoll_ctl calls, and an app that
+# keeps up has one message waiting most of the time.
+MAX_PENDING = 2
 
 _log = logging.getLogger("zynk.gateway.websocket")
 _TEXT = Opcode.TEXT
@@ -65,7 +69,7 @@ class WebSocketProtocol(asyncio.Protocol):
     __slots__ = (
         "_app", "_loop", "_config", "_connections", "_tasks", "_default_headers", "_app_state",
         "transport", "_client", "_server", "_scheme", "_conn", "_response", "_initial",
-        "handshake_complete", "close_sent", "disconnected", "_close_code", "_close_reason",
+        "handshake_complete", "close_sent", "disconnected", "close_code", "_close_reason",
         "_disconnect_queued", "_close_timer", "_events", "_waiter", "_read_paused", "_drain",
         "_fragments", "_fragments_text", "last_activity", "stalled_since",
     )
@@ -90,7 +94,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.handshake_complete = False
         self.close_sent = False
         self.disconnected = False
-        self._close_code = 1006
+        self.close_code = 1006
         self._close_reason = ""
         self._disconnect_queued = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -171,7 +175,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        self._queue_disconnect(self._close_code if self.close_sent else 1006, "")
+        self._queue_disconnect(self.close_code if self.close_sent else 1006, "")
         self._wake_drain()
 
     # -- uvicorn -------------------------------------------------------------------------------
@@ -218,7 +222,7 @@ class WebSocketProtocol(asyncio.Protocol):
         except InvalidState:
             return
         self.close_sent = True
-        self._close_code, self._close_reason = code, reason
+        self.close_code, self._close_reason = code, reason
         self._flush()
         self._queue_disconnect(code, reason)
         if self._read_paused:  # keep reading: the client's close frame must get through
@@ -239,7 +243,7 @@ class WebSocketProtocol(asyncio.Protocol):
     async def receive(self) -> dict[str, Any]:
         while not self._events:
             if self._disconnect_queued:  # already told; say it again rather than hang
-                return {"type": "websocket.disconnect", "code": self._close_code,
+                return {"type": "websocket.disconnect", "code": self.close_code,
                         "reason": self._close_reason}
             if self._waiter is None:
                 self._waiter = self._loop.create_future()
@@ -251,9 +255,9 @@ class WebSocketProtocol(asyncio.Protocol):
         event = events.pop(0)
         if not events:
             self._events = None
-            if self._read_paused and not self.close_sent:
-                self._read_paused = False
-                self.transport.resume_reading()
+        if self._read_paused and not self.close_sent and len(events) < MAX_PENDING:
+            self._read_paused = False
+            self.transport.resume_reading()
         return event
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -396,7 +400,7 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             event = {"type": "websocket.receive", "bytes": bytes(data)}
         self._push(event)
-        if not self._read_paused:  # back-pressure: read on once the app has taken it
+        if not self._read_paused and len(self._events) >= MAX_PENDING:  # back-pressure
             self._read_paused = True
             self.transport.pause_reading()
 
@@ -404,9 +408,9 @@ class WebSocketProtocol(asyncio.Protocol):
         rcvd = self._conn.close_rcvd
         if not self.close_sent:
             self.close_sent = True
-            self._close_code = rcvd.code if rcvd else 1005
+            self.close_code = rcvd.code if rcvd else 1005
             self._close_reason = rcvd.reason if rcvd else ""
-        self._queue_disconnect(self._close_code, self._close_reason)
+        self._queue_disconnect(self.close_code, self._close_reason)
 
     def _push(self, event: dict[str, Any]) -> None:
         if self._events is None:
@@ -421,7 +425,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._disconnect_queued:
             return
         self._disconnect_queued = True
-        self._close_code, self._close_reason = code, reason
+        self.close_code, self._close_reason = code, reason
         self._push({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     def _flush(self) -> None:

@@ -16,17 +16,20 @@ import grpc
 from zynk.messaging.v1 import messaging_pb2
 from zynk.presence.v1 import presence_pb2
 
-__all__ = ["MESSAGING", "PRESENCE", "STREAM_CHANNEL_OPTIONS", "Method", "Upstream"]
+__all__ = ["MESSAGING", "PRESENCE", "CHANNEL_OPTIONS", "Method", "Upstream"]
 
 MESSAGING = "zynk.messaging.v1.MessagingService"
 PRESENCE = "zynk.presence.v1.PresenceService"
 
-# Options for the channels that carry the per-socket streams (Subscribe, WatchPresence). Every
-# open socket holds one stream, so per-call weight is what counts: the minimal stack leaves
-# out the filters a long-lived stream without deadline or retry policy does not use (retries,
-# deadline, census), about a third of gRPC's native memory per call. The socket retries
-# streams itself, from the last forwarded cursor.
-STREAM_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+# Options for the realtime socket's own channels: its per-socket streams (Subscribe,
+# WatchPresence) and its hot unary calls (send, ack, read, typing, heartbeats). Every open
+# socket holds one stream, so per-call weight is what counts: the minimal stack leaves out
+# filters these calls do not use (retries, census, ...), about a third of gRPC's native memory
+# per call; deadlines still apply. Built without client interceptors (each costs a task and
+# ~15% CPU per call): the socket passes request id, deadline and credentials itself. Streams
+# are retried by the socket, from the last forwarded cursor; none of the unary methods here
+# is one the runtime's Channels would retry.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.minimal_stack", 1),
     ("grpc.enable_retries", 0),
 )
@@ -41,18 +44,17 @@ class Method:
 
 
 class Upstream:
-    def __init__(self, channel_for: Callable[[str], grpc.aio.Channel],
-                 stream_channel_for: Callable[[str], grpc.aio.Channel],
+    def __init__(self, realtime_channel_for: Callable[[str], grpc.aio.Channel],
                  methods: Mapping[str, Method]) -> None:
         m, p = messaging_pb2, presence_pb2
 
         def unary(service: str, name: str, req: Any, resp: Any) -> Any:
-            return channel_for(service).unary_unary(
+            return realtime_channel_for(service).unary_unary(
                 f"/{service}/{name}", request_serializer=req.SerializeToString,
                 response_deserializer=resp.FromString)
 
         def stream(service: str, name: str, req: Any, resp: Any) -> Any:
-            return stream_channel_for(service).unary_stream(
+            return realtime_channel_for(service).unary_stream(
                 f"/{service}/{name}", request_serializer=req.SerializeToString,
                 response_deserializer=resp.FromString)
 

@@ -116,8 +116,9 @@ class RealtimeSettings(BaseModel):
     frame_rate: Rate = Rate(per_second=100, burst=400)
     # A client that keeps the outbound buffer full (does not read) this long is dropped.
     stall_timeout_s: float = Field(30.0, gt=0)
-    # Reconnecting the upstream streams after UNAVAILABLE: exponential backoff with jitter.
-    retry_initial_s: float = Field(0.2, gt=0)
+    # Reconnecting the upstream streams after UNAVAILABLE: exponential backoff, full jitter
+    # (a restarted service sees its sockets come back spread over this, then twice, ...).
+    retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(10.0, gt=0)
     # Deadline of the presence heartbeats the gateway sends for its sockets.
     presence_timeout_s: float = Field(5.0, gt=0)

@@ -40,7 +40,7 @@ from zynk.presence.v1 import presence_pb2_grpc as pgrpc
 from zynk.realtime.v1 import realtime_pb2
 
 from gateway.app import create_app
-from gateway.realtime import STREAM_CHANNEL_OPTIONS
+from gateway.realtime import CHANNEL_OPTIONS
 from gateway.server import GatewayServer
 from services.runtime.channels import Channels
 from services.runtime.config import RealtimeSettings
@@ -309,16 +309,16 @@ class Harness:
         addresses = {MESSAGING: f"127.0.0.1:{self.up.port}", PRESENCE: f"127.0.0.1:{self.up.port}"}
         self._channels = Channels(addresses, "", 5.0)
 
-        def stream_channel_for(name: str) -> grpc.aio.Channel:
+        def realtime_channel_for(name: str) -> grpc.aio.Channel:
             ch = grpc.aio.insecure_channel(addresses[name], options=[
-                *STREAM_CHANNEL_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
+                *CHANNEL_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.max_reconnect_backoff_ms", 300)])
             self._streams.append(ch)
             return ch
 
         self.app = create_app(channel_for=self._channels.get, modules=MODULES,
                               default_timeout_s=5, verifier=self.up.verifier,
-                              realtime=self.settings, stream_channel_for=stream_channel_for)
+                              realtime=self.settings, realtime_channel_for=realtime_channel_for)
         self.gateway = GatewayServer(self.app, host="127.0.0.1", port=0, grace_s=2.0,
                                      ws_max_size=self.settings.max_frame_bytes,
                                      **self.gateway_options)

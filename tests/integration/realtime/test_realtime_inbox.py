@@ -138,13 +138,18 @@ async def test_a_stream_that_fails_otherwise_closes_1011():
         assert frames[-1]["error"] == {"code": 13, "message": "internal error", "details": []}
 
 
-async def test_keepalives_are_not_forwarded():
+async def test_keepalives_are_forwarded_as_inbox_frames():
     from zynk.messaging.v1 import messaging_pb2 as mpb
 
     async with Harness() as h:
         d = h.device()
         ws = await h.ready(d)
         await recv(ws)
-        h.up.messaging.push(d.name, keepalive=mpb.Keepalive())
+        keepalive = mpb.Keepalive()
+        keepalive.server_time.GetCurrentTime()
+        h.up.messaging.inbox.setdefault(d.name, []).append(
+            mpb.SubscribeResponse(keepalive=keepalive))  # not queued: no cursor
         h.up.messaging.push(d.name, message())
-        assert (await recv(ws))["inbox"]["cursor"] == "2"  # nothing came before entry 2
+        frame = await recv(ws)
+        assert set(frame["inbox"]) == {"keepalive"}
+        assert (await recv(ws))["inbox"]["cursor"] == "2"
