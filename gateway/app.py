@@ -209,14 +209,14 @@ def create_app(
                 Method(ep.call, ep.transcoder.request_class)
             for ep in endpoints.values() if not ep.route.server_streaming
         }
-        streams: dict[str, grpc.aio.Channel] = {}
+        lean: dict[str, grpc.aio.Channel] = {}
 
         def realtime_channel_of(service: str) -> grpc.aio.Channel:
             if realtime_channel_for is None:
                 return channel_of(service)
-            if service not in streams:
-                streams[service] = realtime_channel_for(service)
-            return streams[service]
+            if service not in lean:
+                lean[service] = realtime_channel_for(service)
+            return lean[service]
 
         rt = Realtime(settings=realtime or RealtimeSettings(), verifier=verifier,
                       upstream=Upstream(realtime_channel_of, unary),

@@ -63,7 +63,7 @@ async def test_a_client_that_shows_no_sign_of_life_is_closed_4408():
         started = time.monotonic()
         code, _ = await raw.read_until_closed(timeout=5)
         assert code == 4408
-        assert 0.5 < time.monotonic() - started < 2.0
+        assert 0.5 < time.monotonic() - started < 4.0
         events = raw.proto.events_received()
         texts = [e.data.decode() for e in events
                  if getattr(e, "opcode", None) is not None and e.opcode.name == "TEXT"]
@@ -123,7 +123,7 @@ async def test_binary_frames_close_4400():
 
 
 async def test_a_flooding_client_is_closed_4429():
-    settings = RealtimeSettings(frame_rate=Rate(per_second=5, burst=10))
+    settings = RealtimeSettings(frame_rate=Rate(per_second=0.1, burst=10))
     async with Harness(settings) as h:
         ws = await h.ready(h.device())
         await recv(ws)
