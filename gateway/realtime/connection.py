@@ -208,6 +208,8 @@ class Connection:
         self.closing = True
         if not self.close_code:
             self.close_code = self.ws.close_code
+        # Leave the hub first: nothing below may be skipped by a second cancellation.
+        current = bool(self.device) and self.rt.hub.remove(self)
         pending = [t for t in (self.pump, self.watch) if t is not None]
         pending.extend(self.tasks or ())
         for t in pending:
@@ -215,9 +217,6 @@ class Connection:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         self.pump = self.watch = self.tasks = self.ordered = None
-        if not self.device:
-            return
-        current = self.rt.hub.remove(self)
         # A newer socket of this device (here or on another replica) keeps it online.
         if current and self.close_code != Close.REPLACED:
             try:
