@@ -1,6 +1,8 @@
-"""The gateway's Starlette app: REST -> gRPC for every annotated RPC, health, OpenAPI, docs.
+"""The gateway's Starlette app: REST -> gRPC for every annotated RPC, the realtime WebSocket,
+health, OpenAPI, docs.
 
     app = create_app(channel_for=mesh.channel_for)   # one grpc.aio.Channel per service name
+    app = create_app(channel_for=..., verifier=shared_verifier)   # + GET /api/v1/realtime
 
 Routes, transcoders and gRPC callables are built once, here; a request costs one regex match,
 one json_format conversion each way and the upstream call. Upstream calls carry a deadline and
@@ -12,6 +14,7 @@ it; run uvicorn with proxy headers from trusted proxies only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
@@ -29,11 +32,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
+from starlette.routing import WebSocketRoute
 
 from gateway import openapi as openapi_builder
 from gateway.docs import render_docs
 from gateway.errors import HttpError, from_rpc_error, gateway_error
 from gateway.path_template import PathDecodeError
+from gateway.realtime import PATH as REALTIME_PATH
+from gateway.realtime import Method, Realtime, Upstream
 from gateway.routes import (
     MethodNotAllowed,
     Route,
@@ -43,6 +49,8 @@ from gateway.routes import (
     load_files,
 )
 from gateway.transcode import TranscodeError, Transcoder
+from services.runtime.config import RealtimeSettings
+from services.runtime.tokens import TokenVerifier
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES"]
 
@@ -84,6 +92,9 @@ def create_app(
     readiness: Readiness | None = None,
     openapi: str | os.PathLike[str] | None = None,
     require_credentials: bool = True,
+    verifier: TokenVerifier | None = None,
+    realtime: RealtimeSettings | None = None,
+    realtime_channel_for: ChannelFor | None = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -97,6 +108,14 @@ def create_app(
         carries the proto comments; files it lacks are taken from the loaded descriptors.
     require_credentials: answer 401 without calling upstream when a non-public route gets no
         Authorization header (the services still verify the token).
+    verifier: the process's access-token verifier. With it the app serves the realtime
+        WebSocket at GET /api/v1/realtime (docs/realtime.md), which authenticates sockets
+        locally; without it that route does not exist.
+    realtime: the socket's settings (heartbeats, limits); default RealtimeSettings().
+    realtime_channel_for: channels for the socket's own upstream calls (one Subscribe stream
+        per open socket, and the send/ack/read/typing/heartbeat calls), ideally built with
+        gateway.realtime.CHANNEL_OPTIONS and no interceptors; default channel_for. `call`
+        frames use the REST multicallables.
     """
     files = load_files(modules)
     router = Router(collect_routes(files))
@@ -104,13 +123,17 @@ def create_app(
     channels: dict[str, grpc.aio.Channel] = {}
     callables: dict[tuple[str, str], Any] = {}
     health: dict[str, Any] = {}
+
+    def channel_of(service: str) -> grpc.aio.Channel:
+        if service not in channels:
+            channels[service] = channel_for(service)
+        return channels[service]
+
     for route in router.routes:
         transcoder = Transcoder(route)
         key = (route.service, route.method.name)
         if key not in callables:
-            if route.service not in channels:
-                channels[route.service] = channel_for(route.service)
-            channel = channels[route.service]
+            channel = channel_of(route.service)
             factory = channel.unary_stream if route.server_streaming else channel.unary_unary
             callables[key] = factory(
                 route.grpc_path,
@@ -178,6 +201,36 @@ def create_app(
         except grpc.RpcError as e:
             return _upstream_error(e, rid, request)
 
+    routes: list[Any] = []
+    rt = None
+    if verifier is not None:
+        unary = {
+            f"{ep.route.service}/{ep.route.method.name}":
+                Method(ep.call, ep.transcoder.request_class)
+            for ep in endpoints.values() if not ep.route.server_streaming
+        }
+        lean: dict[str, grpc.aio.Channel] = {}
+
+        def realtime_channel_of(service: str) -> grpc.aio.Channel:
+            if realtime_channel_for is None:
+                return channel_of(service)
+            if service not in lean:
+                lean[service] = realtime_channel_for(service)
+            return lean[service]
+
+        rt = Realtime(settings=realtime or RealtimeSettings(), verifier=verifier,
+                      upstream=Upstream(realtime_channel_of, unary),
+                      timeout_s=default_timeout_s)
+        routes.append(WebSocketRoute(REALTIME_PATH, rt))
+
+        async def upgrade_required(request: Request) -> Response:
+            err = gateway_error(426, C.FAILED_PRECONDITION, "UPGRADE_REQUIRED",
+                                "this is a WebSocket endpoint (subprotocol zynk.v1)",
+                                headers={"upgrade": "websocket"})
+            return _error_response(err, _request_id(request.headers.get("x-request-id")))
+
+        routes.append(HttpRoute(REALTIME_PATH, upgrade_required, methods=["GET"]))
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -225,8 +278,15 @@ def create_app(
         err = gateway_error(500, C.INTERNAL, "INTERNAL", "internal error")
         return _error_response(err, _request_id(request.headers.get("x-request-id")))
 
-    app = Starlette(
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        if rt is not None:
+            await rt.stop()
+
+    app = _Gateway(
         routes=[
+            *routes,
             HttpRoute("/healthz", healthz, methods=["GET"]),
             HttpRoute("/readyz", readyz, methods=["GET"]),
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
@@ -234,10 +294,26 @@ def create_app(
             HttpRoute("/{path:path}", api, methods=sorted(_METHODS | router.http_methods)),
         ],
         exception_handlers={HTTPException: http_exception, Exception: internal_error},
+        lifespan=lifespan,
     )
     app.state.router = router
+    app.state.realtime = rt
     app.state.openapi = document
     return app
+
+
+class _Gateway(Starlette):
+    """Starlette, except that realtime sockets skip the middleware stack: it does nothing for
+    a WebSocket the endpoint does not do itself, and its suspended frames would stay alive
+    (about 3 KiB) for the whole life of every socket. The route is still registered."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        rt = self.state.realtime
+        if rt is not None and scope["type"] == "websocket" and scope["path"] == REALTIME_PATH:
+            scope["app"] = self
+            await rt(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 # -- request helpers -------------------------------------------------------------------------

@@ -8,6 +8,10 @@ Uvicorn runs as a task (`uvicorn.Server.serve()`), with `lifespan="on"`, `log_co
 process configures logging) and no signal handlers of its own: the hosting process (the mesh)
 owns SIGINT/SIGTERM and calls `stop()`. A startup failure (e.g. port in use) raises
 RuntimeError from `serve()` instead of uvicorn's SystemExit.
+
+WebSocket upgrades are served by gateway.realtime.transport.WebSocketProtocol (lean per
+socket, with the heartbeat and back-pressure hooks the realtime socket needs) with messages
+capped at 256 KiB (`ws_max_size`) and no compression; on stop, open sockets get close 1001.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import contextlib
 from typing import Any
 
 import uvicorn
+
+from gateway.realtime.transport import WebSocketProtocol
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -44,6 +50,9 @@ class GatewayServer:
             "server_header": False,
             "proxy_headers": True,
             "timeout_graceful_shutdown": grace_s,
+            "ws": WebSocketProtocol,
+            "ws_max_size": 256 * 1024,
+            "ws_per_message_deflate": False,
             **uvicorn_options,
         }
         self.config = uvicorn.Config(app, host=host, port=port, **options)

@@ -33,7 +33,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from gateway.routes import Route
 
-__all__ = ["TranscodeError", "Transcoder", "dumps"]
+__all__ = ["TranscodeError", "Transcoder", "dumps", "loads_strict", "parse_into"]
 
 MAX_QUERY_PARAMS = 1000
 _MAX_DEPTH = 64
@@ -128,27 +128,22 @@ class Transcoder:
             self._add_query(tree, query_string, names)
         if tree:
             try:
-                _parse_into(tree, msg)
+                parse_into(tree, msg)
             except TranscodeError as e:
                 e.field = names.get(e.field or "", e.field)
                 raise
         return msg
 
     def _merge_body(self, msg: Message, body: bytes) -> None:
-        try:
-            data = json.loads(body, object_pairs_hook=_reject_duplicate_keys)
-        except _DuplicateKey as e:
-            raise TranscodeError("MALFORMED_JSON", f"duplicate JSON key {e.args[0]!r}") from None
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
-            raise TranscodeError("MALFORMED_JSON", "request body is not valid JSON") from None
+        data = loads_strict(body, "request body")
         if self.body_all:
             if not isinstance(data, dict):
                 raise TranscodeError("INVALID_BODY", "request body must be a JSON object")
-            _parse_into(data, msg)
+            parse_into(data, msg)
         elif data is not None:
             if self.body_object and not isinstance(data, dict):
                 raise TranscodeError("INVALID_BODY", "request body must be a JSON object")
-            _parse_into({self.body_field.name: data}, msg)
+            parse_into({self.body_field.name: data}, msg)
 
     def _add_query(
         self, tree: dict[str, Any], query_string: bytes | str, names: dict[str, str]
@@ -220,7 +215,19 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _parse_into(data: dict[str, Any], msg: Message) -> None:
+def loads_strict(text: bytes | str, what: str = "request body") -> Any:
+    """JSON with duplicate keys refused (a client typo must not silently pick one value)."""
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as e:
+        raise TranscodeError("MALFORMED_JSON", f"duplicate JSON key {e.args[0]!r}") from None
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
+        raise TranscodeError("MALFORMED_JSON", f"{what} is not valid JSON") from None
+
+
+def parse_into(data: dict[str, Any], msg: Message) -> None:
+    """Merge proto3 JSON (already decoded) into `msg`; client mistakes raise TranscodeError
+    naming the field."""
     try:
         json_format.ParseDict(data, msg, max_recursion_depth=_MAX_DEPTH)
     except json_format.ParseError as e:

@@ -13,6 +13,8 @@ import importlib.util
 import pathlib
 import secrets
 
+import grpc
+
 from services.runtime import logging as zlog
 from services.runtime.backends import ProcessBackends, build_backends
 from services.runtime.catalog import CATALOG
@@ -56,6 +58,7 @@ class EmbeddedMesh:
         self._shared: Shared | None = None
         self._edge_channels: Channels | None = None
         self._backends: ProcessBackends | None = None
+        self._realtime_channels: dict[str, grpc.aio.Channel] = {}
 
     async def start(self) -> EmbeddedMesh:
         s = self.settings
@@ -108,20 +111,32 @@ class EmbeddedMesh:
 
     async def _start_gateway(self) -> None:
         from gateway.app import create_app
+        from gateway.realtime import CHANNEL_OPTIONS
         from gateway.server import GatewayServer
 
         s = self.settings
         # The edge holds no internal credential: internal RPCs are unreachable from it.
         self._edge_channels = Channels(self.addresses, "", s.default_deadline_s)
         image = pathlib.Path(__file__).resolve().parent.parent / "gen" / "zynk.binpb"
+        assert self._shared is not None
+
+        def realtime_channel_for(name: str) -> grpc.aio.Channel:
+            # The realtime socket's own calls (a stream per open socket): lean, no interceptors.
+            ch = grpc.aio.insecure_channel(self.addresses[name], options=CHANNEL_OPTIONS)
+            self._realtime_channels[name] = ch
+            return ch
+
         app = create_app(channel_for=self._edge_channels.get,
                          max_body_bytes=s.max_request_bytes,
                          default_timeout_s=s.default_deadline_s,
-                         openapi=image if image.exists() else None)
+                         openapi=image if image.exists() else None,
+                         verifier=self._shared.verifier, realtime=s.realtime,
+                         realtime_channel_for=realtime_channel_for)
         # proxy_headers off: X-Forwarded-For from a client must not pick its rate-limit
         # bucket; behind a real proxy (Istio ingress) the proxy sets it.
         self._gateway = GatewayServer(app, host=s.host, port=s.ports.gateway,
-                                      grace_s=s.shutdown_grace_s, proxy_headers=False)
+                                      grace_s=s.shutdown_grace_s, proxy_headers=False,
+                                      ws_max_size=s.realtime.max_frame_bytes)
         await self._gateway.start()
         self.gateway_url = self._gateway.url
 
@@ -142,6 +157,9 @@ class EmbeddedMesh:
         if self._edge_channels is not None:
             await self._edge_channels.close()
             self._edge_channels = None
+        for ch in self._realtime_channels.values():
+            await ch.close()
+        self._realtime_channels.clear()
 
     def banner(self) -> str:
         lines = [f"Zynk is up ({self.settings.mode} mode)",

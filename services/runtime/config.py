@@ -189,7 +189,27 @@ class PresenceSettings(BaseModel):
 
 
 class RealtimeSettings(BaseModel):
-    """The gateway's realtime WebSocket (gateway/realtime)."""
+    """The gateway's realtime WebSocket (gateway/realtime, docs/realtime.md)."""
+
+    # Server pings and presence heartbeats this often; no sign of life for twice this closes
+    # the socket (4408). Presence must accept heartbeats at least this far apart.
+    heartbeat_interval_s: float = Field(25.0, gt=0)
+    # Time an unauthenticated socket has to send its `auth` frame.
+    auth_timeout_s: float = Field(10.0, gt=0)
+    # Largest client frame (a larger one closes the socket with 1009).
+    max_frame_bytes: int = Field(256 * 1024, ge=1024)
+    # Unary calls (call, send, ack, read, typing, auth renewal) in flight per socket.
+    max_calls_in_flight: int = Field(64, ge=1)
+    # Client frames per socket; a client that empties the bucket is closed with 4429.
+    frame_rate: Rate = Rate(per_second=100, burst=400)
+    # A client that keeps the outbound buffer full (does not read) this long is dropped.
+    stall_timeout_s: float = Field(30.0, gt=0)
+    # Reconnecting the upstream streams after UNAVAILABLE: exponential backoff, full jitter
+    # (a restarted service sees its sockets come back spread over this, then twice, ...).
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(10.0, gt=0)
+    # Deadline of the presence heartbeats the gateway sends for its sockets.
+    presence_timeout_s: float = Field(5.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,72 @@
+"""The gRPC methods behind the socket, resolved once when the app is built.
+
+Per frame nothing is looked up by name except the `call` allow-list (one dict access): the
+multicallables carry their serializers. The allow-list is every unary method with a REST
+binding, handed over by create_app with the very multicallables REST uses (ACCESS_INTERNAL
+methods never have a binding), keyed `package.Service/Method`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from zynk.messaging.v1 import messaging_pb2
+from zynk.presence.v1 import presence_pb2
+
+__all__ = ["MESSAGING", "PRESENCE", "CHANNEL_OPTIONS", "Method", "Upstream"]
+
+MESSAGING = "zynk.messaging.v1.MessagingService"
+PRESENCE = "zynk.presence.v1.PresenceService"
+
+# Options for the realtime socket's own channels: its per-socket streams (Subscribe,
+# WatchPresence) and its hot unary calls (send, ack, read, typing, heartbeats). Every open
+# socket holds one stream, so per-call weight is what counts: the minimal stack leaves out
+# filters these calls do not use (retries, census, ...), about a third of gRPC's native memory
+# per call; deadlines still apply. Built without client interceptors (each costs a task and
+# ~15% CPU per call): the socket passes request id, deadline and credentials itself. Streams
+# are retried by the socket, from the last forwarded cursor; none of the unary methods here
+# is one the runtime's Channels would retry.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.minimal_stack", 1),
+    ("grpc.enable_retries", 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A callable unary method: its multicallable and request message class."""
+
+    call: Any  # grpc.aio.UnaryUnaryMultiCallable
+    request_class: type
+
+
+class Upstream:
+    def __init__(self, realtime_channel_for: Callable[[str], grpc.aio.Channel],
+                 methods: Mapping[str, Method]) -> None:
+        m, p = messaging_pb2, presence_pb2
+
+        def unary(service: str, name: str, req: Any, resp: Any) -> Any:
+            return realtime_channel_for(service).unary_unary(
+                f"/{service}/{name}", request_serializer=req.SerializeToString,
+                response_deserializer=resp.FromString)
+
+        def stream(service: str, name: str, req: Any, resp: Any) -> Any:
+            return realtime_channel_for(service).unary_stream(
+                f"/{service}/{name}", request_serializer=req.SerializeToString,
+                response_deserializer=resp.FromString)
+
+        self.subscribe = stream(MESSAGING, "Subscribe", m.SubscribeRequest, m.SubscribeResponse)
+        self.watch_presence = stream(PRESENCE, "WatchPresence", p.WatchPresenceRequest,
+                                     p.WatchPresenceResponse)
+        self.acknowledge = unary(MESSAGING, "AcknowledgeDeliveries",
+                                 m.AcknowledgeDeliveriesRequest, m.AcknowledgeDeliveriesResponse)
+        self.send_message = unary(MESSAGING, "SendMessage", m.SendMessageRequest,
+                                  m.SendMessageResponse)
+        self.mark_read = unary(MESSAGING, "MarkRead", m.MarkReadRequest, m.MarkReadResponse)
+        self.set_typing = unary(PRESENCE, "SetTyping", p.SetTypingRequest, p.SetTypingResponse)
+        self.heartbeat = unary(PRESENCE, "Heartbeat", p.HeartbeatRequest, p.HeartbeatResponse)
+
+        self.methods = dict(methods)
