@@ -12,7 +12,7 @@ import pytest
 from services.presence.memory import MemoryPresenceStore
 from services.presence.redis import RedisPresenceStore
 from services.presence.store import PresenceStore, UserPresence
-from tests.support.backends import make_settings
+from tests.support.backends import KEY_PREFIX, make_settings
 
 T = 1_700_000_000.0
 TTL = 60.0
@@ -36,7 +36,7 @@ class Factory:
         if self.kind == "memory":
             store: PresenceStore = MemoryPresenceStore(retention_s)
         else:
-            prefix = make_settings().backends.key_prefix + f"ps{secrets.token_hex(4)}:"
+            prefix = f"{KEY_PREFIX}ps{secrets.token_hex(4)}:"
             store = self._redis(prefix, retention_s)
         self.made.append(store)
         return store

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from services.presence.redis import RedisPresenceStore
 from services.presence.store import UserPresence
 from services.runtime.errors import Unavailable
-from tests.support.backends import make_settings
+from tests.support.backends import KEY_PREFIX, make_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,8 +90,7 @@ async def test_a_sweep_whose_reply_was_lost_is_reported_by_the_next_call(redis_p
         ran = False
         async with asyncio.timeout(5):
             while not ran:
-                ran = await probe.zcard(f"{make_settings().backends.key_prefix}"
-                                        "presence:expiry") == 0
+                ran = await probe.zcard(f"{KEY_PREFIX}presence:expiry") == 0
                 await asyncio.sleep(0.02)
         assert await b.expire(T + TTL, 100) == []  # another replica finds nothing to report
         reported = await a.expire(T + TTL + 1, 100)  # the sweeper's next tick
