@@ -18,12 +18,15 @@ FULL_NAME = "zynk.presence.v1.PresenceService"
 
 
 def open_store(shared: Shared) -> PresenceStore:
-    backend = shared.settings.backends.cache
-    if backend == "memory":
-        return MemoryPresenceStore(shared.settings.presence.last_seen_retention_s)
-    # Say so instead of quietly keeping presence in one replica's memory.
-    raise RuntimeError(f"presence has no {backend!r} store adapter yet; use backends.cache="
-                       "'memory' (embedded mode)")
+    """Presence lives where the rest of the cache group does (backends.cache): in this
+    process, or in Redis, shared by every replica."""
+    backends = shared.settings.backends
+    retention_s = shared.settings.presence.last_seen_retention_s
+    if backends.cache == "redis":
+        from services.presence.redis import RedisPresenceStore
+
+        return RedisPresenceStore.from_settings(backends, retention_s)
+    return MemoryPresenceStore(retention_s)
 
 
 async def build(shared: Shared) -> ServiceSpec:

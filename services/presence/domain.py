@@ -33,7 +33,7 @@ from services.runtime import logging as zlog
 from services.runtime.bus import Event
 from services.runtime.config import Settings
 from services.runtime.context import Principal
-from services.runtime.errors import PermissionDenied, ResourceExhausted
+from services.runtime.errors import PermissionDenied, ResourceExhausted, Unavailable
 from services.runtime.pubsub import PubSub
 from services.runtime.ratelimit import RateLimiter, enforce
 from zynk.events.v1 import events_pb2
@@ -89,6 +89,9 @@ class PresenceDomain:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
+            except Unavailable:
+                # An outage of the store: expected, and said once per tick without a trace.
+                log.warning("presence store unavailable; sweeping again next tick")
             except Exception:
                 log.exception("presence sweep failed; retrying next tick")
             await asyncio.sleep(self.settings.sweep_interval_s)

@@ -1,20 +1,21 @@
 """The presence storage interface: device leases with an expiry, and one record per user.
 
 Nothing here is durable by design: presence is only useful now, and it is sensitive metadata.
-The embedded adapter (memory.py) keeps it in the process; a Redis adapter implements the same
-Protocol and passes the same contract tests (tests/contract/test_presence_store.py).
+The embedded adapter (memory.py) keeps it in the process; the Redis adapter (redis.py, the
+distributed mode) shares it between replicas; both pass the same contract tests
+(tests/contract/test_presence_store.py).
 
 The model, which Redis implements with one small Lua script per method (every method is
-atomic per user, and `expire` hands each expired lease to exactly one caller even when
-several replicas sweep at once):
+atomic, and `expire` hands each expired lease to exactly one caller even when several
+replicas sweep at once):
 
 - a *lease* per device: (seen_at, expire_at). A heartbeat writes it; it is live while
   `now < expire_at`. (Redis: hash `presence:leases:{user}` device -> "seen_at expire_at", plus
-  a global sorted set `presence:expiry` of "user device" scored by expire_at.)
+  one global sorted set `presence:expiry` of the leases, scored by expire_at.)
 - a *record* per user: the last reported state (online or not), `since` (when that state
   began) and `last_seen` (the last moment a device of the user was known alive). Offline
   records are forgotten `retention_s` after they were written. (Redis: hash
-  `presence:user:{user}` with EXPIRE set when it goes offline, PERSIST when it comes online.)
+  `presence:user:{user}` with PEXPIRE set when it goes offline, PERSIST when it comes online.)
 
 Times are wall-clock epoch seconds passed in by the caller (the domain's clock), never read
 by the adapter, so every replica and every test agrees on what "now" is.

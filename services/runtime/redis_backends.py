@@ -31,19 +31,26 @@ from services.runtime.ratelimit import Decision
 log = zlog.get("redis")
 
 REVOCATIONS_CHANNEL = "runtime.revocations"
+# Connections per client (per process and port user): commands are short, so this carries
+# thousands of calls a second; beyond it callers queue for a free connection.
+MAX_CONNECTIONS = 100
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
 def redis_client(backends: Backends, *, retries: int = 1) -> aioredis.Redis:
     """A client with bounded waits. One retry (on a fresh connection) hides the stale
-    pooled connections a Redis restart leaves behind; more would only delay the error."""
+    pooled connections a Redis restart leaves behind; more would only delay the error.
+    A burst of more concurrent calls than the pool holds waits (at most the timeout) for a
+    connection, where redis-py's default pool would fail them at once."""
     if not backends.redis_url:
         raise ValueError("redis backends need backends.redis_url (redis://host:port/db)")
     t = backends.redis_timeout_s
-    return aioredis.Redis.from_url(
-        backends.redis_url, socket_timeout=t, socket_connect_timeout=t,
+    pool = aioredis.BlockingConnectionPool.from_url(
+        backends.redis_url, max_connections=MAX_CONNECTIONS, timeout=t,
+        socket_timeout=t, socket_connect_timeout=t,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
         health_check_interval=5)
+    return aioredis.Redis.from_pool(pool)
 
 
 @contextlib.contextmanager

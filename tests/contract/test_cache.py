@@ -56,3 +56,11 @@ async def test_redis_key_prefixes_keep_deployments_apart(backend_settings, key):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(process_backends,
+                                                                           key):
+    # 500 concurrent calls: more than a Redis client's pool holds (redis_backends.py).
+    cache = process_backends.cache
+    await asyncio.gather(*(cache.set(f"{key}:{i}", b"x", ttl_s=60) for i in range(500)))
+    assert await asyncio.gather(*(cache.get(f"{key}:{i}") for i in range(500))) == [b"x"] * 500

@@ -1,37 +1,68 @@
-"""The presence store contract: one suite, run against every adapter (memory; a Redis adapter
-joins the `adapter` fixture's params). Times are passed in, never read from a clock."""
+"""The presence store contract: one suite, run against every adapter (memory, and Redis on
+the machine's server with a prefix of its own per test). Times are passed in, never read from
+a clock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import secrets
 
 import pytest
 
 from services.presence.memory import MemoryPresenceStore
+from services.presence.redis import RedisPresenceStore
 from services.presence.store import PresenceStore, UserPresence
+from tests.support.backends import KEY_PREFIX, make_settings
 
 T = 1_700_000_000.0
 TTL = 60.0
 RETENTION = 3600.0
 
-Factory = Callable[[float], PresenceStore]
+pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(params=["memory"])
-async def adapter(request):
-    """A factory: retention seconds -> a fresh, empty store. Every store it made is closed."""
-    made: list[PresenceStore] = []
+class Factory:
+    """`factory(retention_s)` -> a fresh, empty store; `factory.replica(store)` -> another
+    handle on the same state, as a second replica of the service would hold (memory: the
+    same object, since that state lives in one process)."""
 
-    def factory(retention_s: float = RETENTION) -> PresenceStore:
-        if request.param == "memory":
-            store = MemoryPresenceStore(retention_s)
-        else:  # pragma: no cover - future adapters
-            raise AssertionError(request.param)
-        made.append(store)
+    def __init__(self, kind: str, redis_url: str | None) -> None:
+        self.kind = kind
+        self.redis_url = redis_url
+        self.made: list[PresenceStore] = []
+        self._how: dict[int, tuple[str, float]] = {}
+
+    def __call__(self, retention_s: float = RETENTION) -> PresenceStore:
+        if self.kind == "memory":
+            store: PresenceStore = MemoryPresenceStore(retention_s)
+        else:
+            prefix = f"{KEY_PREFIX}ps{secrets.token_hex(4)}:"
+            store = self._redis(prefix, retention_s)
+        self.made.append(store)
         return store
 
+    def replica(self, store: PresenceStore) -> PresenceStore:
+        if self.kind == "memory":
+            return store
+        other = self._redis(*self._how[id(store)])
+        self.made.append(other)
+        return other
+
+    def _redis(self, prefix: str, retention_s: float) -> RedisPresenceStore:
+        backends = make_settings(cache="redis", redis_url=self.redis_url,
+                                 key_prefix=prefix).backends
+        store = RedisPresenceStore.from_settings(backends, retention_s)
+        self._how[id(store)] = (prefix, retention_s)
+        return store
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def adapter(request):
+    """A Factory of fresh, empty stores. Every store it made is closed."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    factory = Factory(request.param, url)
     yield factory
-    for store in made:
+    for store in factory.made:
         await store.close()
 
 
@@ -160,3 +191,78 @@ async def test_get_answers_in_order_with_duplicates(store):
     await store.heartbeat("b", "d", T, T + TTL)
     got = await store.get(["a", "b", "a"], T + 1)
     assert [(p.user_id, p.online) for p in got] == [("a", False), ("b", True), ("a", False)]
+
+
+async def test_ids_and_times_come_back_exactly(store):
+    # Ids are opaque to the store (spaces and colons included); times are not rounded.
+    user, device = "u: 1 2", "d 3:4"
+    now = T + 0.1 + 1e-7
+    t = await store.heartbeat(user, device, now, now + TTL / 3)
+    assert t.presence == UserPresence(user, True, now, None)
+    assert await store.expire(now + TTL, 100) == [offline(user, now + TTL / 3, now)]
+    assert await store.get([user], now + TTL) == [offline(user, now + TTL / 3, now)]
+
+
+async def test_a_replica_sees_what_another_wrote(adapter):
+    a = adapter()
+    b = adapter.replica(a)
+    await a.heartbeat("u", "phone", T, T + TTL)
+    assert await b.get(["u"], T + 1) == [UserPresence("u", True, T, None)]
+    t = await b.heartbeat("u", "laptop", T + 2, T + 2 + TTL)
+    assert not t.changed and t.presence.since == T
+    t = await a.sign_off("u", "laptop", T + 3)
+    assert not t.changed and t.presence.online
+    t = await b.sign_off("u", "phone", T + 4)
+    assert t.changed and t.presence == offline("u", T + 4, T + 4)
+    assert await a.get(["u"], T + 5) == [offline("u", T + 4, T + 4)]
+
+
+async def test_concurrent_heartbeats_report_coming_online_once(adapter):
+    replicas = [adapter()]
+    replicas += [adapter.replica(replicas[0]) for _ in range(3)]
+    users = [f"user{i}" for i in range(50)]
+    results = await in_batches([r.heartbeat(u, f"device{k}", T, T + TTL)
+                                for u in users for k, r in enumerate(replicas)])
+    changed = [t.presence.user_id for t in results if t.changed]
+    assert sorted(changed) == sorted(users)
+
+
+async def test_replicas_sweeping_at_once_report_each_expiry_once(adapter):
+    replicas = [adapter()]
+    replicas += [adapter.replica(replicas[0]) for _ in range(3)]
+    users = [f"user{i}" for i in range(300)]
+    # Two devices each, so a user is reported only by the sweep that drops the later lease.
+    await in_batches([replicas[0].heartbeat(u, d, T + i % 7, T + i % 7 + TTL)
+                      for i, u in enumerate(users) for d in ("a", "b")])
+
+    async def sweep_until_empty(store) -> list[UserPresence]:
+        got: list[UserPresence] = []
+        while batch := await store.expire(T + 100, 16):
+            got += batch
+            await asyncio.sleep(0)
+        return got
+
+    reports = [p for got in await asyncio.gather(*map(sweep_until_empty, replicas))
+               for p in got]
+    assert sorted(p.user_id for p in reports) == sorted(users)
+    assert all(p == offline(p.user_id, p.last_seen + TTL, p.last_seen) for p in reports)
+    assert await replicas[1].expire(T + 1000, 1000) == []
+
+
+async def test_a_large_backlog_is_swept_up_to_the_limit(store):
+    # More than the Redis adapter sweeps in one script, so its chunks must add up.
+    await in_batches([store.heartbeat(f"user{i}", "d", T + i / 1000, T + i / 1000 + TTL)
+                      for i in range(1200)])
+    first = await store.expire(T + 100, 1100)
+    assert [p.user_id for p in first] == [f"user{i}" for i in range(1100)]
+    rest = await store.expire(T + 100, 1100)
+    assert [p.user_id for p in rest] == [f"user{i}" for i in range(1100, 1200)]
+
+
+async def in_batches(calls, size: int = 50) -> list:
+    # Concurrent, but not more at once than a busy test machine serves well within the
+    # Redis client's timeouts.
+    out = []
+    for i in range(0, len(calls), size):
+        out += await asyncio.gather(*calls[i:i + size])
+    return out

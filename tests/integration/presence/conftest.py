@@ -12,6 +12,7 @@ import uuid
 import grpc
 import pytest
 
+from services.runtime.backends import ProcessBackends
 from services.runtime.bus import MemoryEventBus
 from services.runtime.cache import MemoryCache
 from services.runtime.channels import Channels
@@ -133,12 +134,8 @@ class PresenceHarness:
         await self.shared.channels.close()
 
 
-@pytest.fixture(scope="module")
-async def presence(auth: AuthHarness, tmp_path_factory) -> PresenceHarness:
-    settings = auth_test_settings(tmp_path_factory.mktemp("presence"))
-    settings.presence = FAST
-    interceptor = ServerInterceptor(auth.shared.verifier, INTERNAL_TOKEN)
-
+async def start_messaging_double(interceptor: ServerInterceptor,
+                                 settings: Settings) -> tuple[MessagingDouble, GrpcServer, int]:
     double = MessagingDouble()
 
     def register_double(server) -> None:
@@ -146,22 +143,40 @@ async def presence(auth: AuthHarness, tmp_path_factory) -> PresenceHarness:
 
     double_server = GrpcServer(ServiceSpec("messaging-double", [MESSAGING], register_double),
                                interceptor, settings.max_message_bytes)
-    double_port = await double_server.start("127.0.0.1", 0)
+    return double, double_server, await double_server.start("127.0.0.1", 0)
 
+
+async def start_presence(settings: Settings, auth: AuthHarness, interceptor: ServerInterceptor,
+                         messaging_port: int, backends: ProcessBackends | None = None
+                         ) -> tuple[Shared, GrpcServer, grpc.aio.Channel]:
+    """One presence replica built by app.build(): its runtime ports come from `backends`
+    (as build_backends makes them for a process), or are in-process ones."""
     from services.presence.app import build
 
-    bus = MemoryEventBus()
-    shared = Shared(settings=settings, bus=bus, limiter=MemoryRateLimiter(),
+    bus = backends.bus if backends else MemoryEventBus()
+    shared = Shared(settings=settings, bus=bus,
+                    limiter=backends.limiter if backends else MemoryRateLimiter(),
                     revocations=auth.shared.revocations,
-                    channels=Channels({MESSAGING: f"127.0.0.1:{double_port}"}, INTERNAL_TOKEN,
-                                      settings.default_deadline_s),
+                    channels=Channels({MESSAGING: f"127.0.0.1:{messaging_port}"},
+                                      INTERNAL_TOKEN, settings.default_deadline_s),
                     keys=auth.shared.keys, verifier=auth.shared.verifier,
-                    internal_token=INTERNAL_TOKEN, pubsub=MemoryPubSub(), cache=MemoryCache())
+                    internal_token=INTERNAL_TOKEN,
+                    pubsub=backends.pubsub if backends else MemoryPubSub(),
+                    cache=backends.cache if backends else MemoryCache())
     spec = await build(shared)
     await bus.start()
     server = GrpcServer(spec, interceptor, settings.max_message_bytes)
     port = await server.start("127.0.0.1", 0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return shared, server, grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+async def presence(auth: AuthHarness, tmp_path_factory) -> PresenceHarness:
+    settings = auth_test_settings(tmp_path_factory.mktemp("presence"))
+    settings.presence = FAST
+    interceptor = ServerInterceptor(auth.shared.verifier, INTERNAL_TOKEN)
+    double, double_server, double_port = await start_messaging_double(interceptor, settings)
+    shared, server, channel = await start_presence(settings, auth, interceptor, double_port)
     harness = PresenceHarness(settings, shared, auth, double, double_port,
                               presence_pb2_grpc.PresenceServiceStub(channel),
                               [server, double_server], channel)
