@@ -21,6 +21,8 @@ from zynk.group.v1 import group_pb2
 
 PG_MIGRATIONS = pathlib.Path(__file__).parents[2] / "services/group/migrations/postgres"
 
+pytestmark = pytest.mark.timeout(60)
+
 
 @dataclasses.dataclass
 class Adapter:
