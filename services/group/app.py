@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from services.group.domain import GroupDomain
 from services.group.peers import AuthUserDirectory, MessagingSink
+from services.group.postgres import PostgresGroupStore
 from services.group.relay import MembershipRelay
 from services.group.servicer import GroupServicer
 from services.group.sqlite import SqliteGroupStore
-from services.runtime import logging as zlog
+from services.runtime.config import Settings
 from services.runtime.outbox import OutboxRelay
 from services.runtime.server import ServiceSpec
 from services.runtime.shared import Shared
@@ -15,17 +16,18 @@ from zynk.group.v1 import group_pb2_grpc
 
 FULL_NAME = "zynk.group.v1.GroupService"
 
-log = zlog.get("group")
+
+async def open_store(settings: Settings) -> SqliteGroupStore | PostgresGroupStore:
+    """The adapter the configuration chooses (backends.storage). On PostgreSQL any number of
+    replicas may share the database (see postgres.py for how they take turns)."""
+    if settings.backends.storage == "postgres":
+        return await PostgresGroupStore.open(settings)
+    return await SqliteGroupStore.open(settings.db_path("group"))
 
 
 async def build(shared: Shared) -> ServiceSpec:
     settings = shared.settings
-    if settings.backends.storage != "sqlite":
-        # Until the PostgreSQL adapter lands: fine for one process, wrong for replicas (each
-        # would have its own membership), so say it where operators look.
-        log.warning("the group service has no PostgreSQL adapter yet; it keeps its data in "
-                    "SQLite: run a single replica", path=str(settings.db_path("group")))
-    store = await SqliteGroupStore.open(settings.db_path("group"))
+    store = await open_store(settings)
     events = OutboxRelay(store.db, shared.bus)
     relay = MembershipRelay(
         store, MessagingSink(shared.channels, settings.group.relay_call_timeout_s),

@@ -151,8 +151,12 @@ class MembershipRelay:
                 now = self._clock()
                 if not await self._store.acquire_relay_lease(group_id, self.holder, now,
                                                              now + self._lease_s):
-                    # Another replica is relaying this group; look again once its lease ends.
-                    self._next_try[group_id] = time.monotonic() + self._lease_s
+                    # Another replica is relaying this group. Look again soon, not when its
+                    # lease would expire: it releases the lease when its pass ends, which may
+                    # be just before the row we were told about was there to see (the lease
+                    # runs out by itself only if that replica died).
+                    self._next_try[group_id] = (time.monotonic()
+                                                + self._s.relay_backoff_initial_s)
                     return False
                 leased_at = now
                 while True:

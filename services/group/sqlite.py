@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 import aiosqlite
 from google.protobuf.message import Message
 
+from services.group import rows
+from services.group.rows import CHANGE_COLS, GROUP_COLS, INVITE_COLS, MEMBER_COLS
 from services.group.store import (
     GroupRow,
     InviteRow,
@@ -25,46 +27,8 @@ from services.runtime.sqlite import SqliteDatabase
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations" / "sqlite"
 
-_GROUP_COLS = ("g.id, g.display_name, g.description, g.discoverable, g.owner_id, "
-               "g.create_time, g.update_time, g.revision, "
-               "(SELECT count(*) FROM members c WHERE c.group_id = g.id) AS member_count")
-_MEMBER_COLS = "m.seq, m.group_id, m.user_id, m.role, m.added_by, m.invite_id, m.join_time"
-_INVITE_COLS = ("seq, id, group_id, token_hash, creator_id, create_time, expire_time, "
-                "max_uses, use_count")
 _USABLE = "expire_time > ? AND (max_uses = 0 OR use_count < max_uses)"
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
-
-
-def _group(r, offset: int = 0) -> GroupRow | None:
-    if r is None:
-        return None
-    v = tuple(r)[offset:offset + 9]
-    return GroupRow(id=v[0], display_name=v[1], description=v[2], discoverable=bool(v[3]),
-                    owner_id=v[4], create_time=v[5], update_time=v[6], revision=v[7],
-                    member_count=v[8])
-
-
-def _member(r) -> MemberRow | None:
-    if r is None:
-        return None
-    return MemberRow(group_id=r["group_id"], user_id=r["user_id"], role=Role(r["role"]),
-                     join_time=r["join_time"], added_by=r["added_by"],
-                     invite_id=r["invite_id"], seq=r["seq"])
-
-
-def _invite(r) -> InviteRow | None:
-    if r is None:
-        return None
-    return InviteRow(id=r["id"], group_id=r["group_id"], token_hash=bytes(r["token_hash"]),
-                     creator_id=r["creator_id"], create_time=r["create_time"],
-                     expire_time=r["expire_time"], max_uses=r["max_uses"],
-                     use_count=r["use_count"], seq=r["seq"])
-
-
-def _change(r) -> PendingChange:
-    return PendingChange(change_id=r["change_id"], group_id=r["group_id"],
-                         request=bytes(r["request"]), create_time=r["create_time"],
-                         seq=r["seq"])
 
 
 async def _members_among(fetch, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
@@ -73,9 +37,9 @@ async def _members_among(fetch, group_id: str, user_ids: Sequence[str]) -> dict[
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i:i + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        for r in await fetch(f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ?"
+        for r in await fetch(f"SELECT {MEMBER_COLS} FROM members m WHERE m.group_id = ?"
                              f" AND m.user_id IN ({marks})", (group_id, *chunk)):
-            out[r["user_id"]] = _member(r)
+            out[r["user_id"]] = rows.member(r)
     return out
 
 
@@ -96,8 +60,8 @@ class SqliteTx:
     # groups
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        return _group(await _one(self._c, f"SELECT {_GROUP_COLS} FROM groups g WHERE g.id = ?",
-                                 (group_id,)))
+        return rows.group(await _one(
+            self._c, f"SELECT {GROUP_COLS} FROM groups g WHERE g.id = ?", (group_id,)))
 
     async def insert_group(self, group: GroupRow) -> None:
         await self._c.execute(
@@ -124,8 +88,8 @@ class SqliteTx:
     # members
 
     async def get_member(self, group_id: str, user_id: str) -> MemberRow | None:
-        return _member(await _one(
-            self._c, f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ?"
+        return rows.member(await _one(
+            self._c, f"SELECT {MEMBER_COLS} FROM members m WHERE m.group_id = ?"
             " AND m.user_id = ?", (group_id, user_id)))
 
     async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
@@ -133,14 +97,14 @@ class SqliteTx:
                                     user_ids)
 
     async def list_all_members(self, group_id: str) -> list[MemberRow]:
-        rows = await _all(self._c, f"SELECT {_MEMBER_COLS} FROM members m"
-                          " WHERE m.group_id = ? ORDER BY m.seq", (group_id,))
-        return [_member(r) for r in rows]
+        found = await _all(self._c, f"SELECT {MEMBER_COLS} FROM members m"
+                           " WHERE m.group_id = ? ORDER BY m.seq", (group_id,))
+        return [rows.member(r) for r in found]
 
     async def list_admins(self, group_id: str) -> list[str]:
-        rows = await _all(self._c, "SELECT user_id FROM members WHERE group_id = ?"
-                          " AND role IN (1, 2) ORDER BY seq", (group_id,))
-        return [r[0] for r in rows]
+        found = await _all(self._c, "SELECT user_id FROM members WHERE group_id = ?"
+                           " AND role IN (1, 2) ORDER BY seq", (group_id,))
+        return [r[0] for r in found]
 
     async def insert_members(self, members: Sequence[MemberRow]) -> list[MemberRow]:
         out = []
@@ -185,13 +149,13 @@ class SqliteTx:
                          invite.use_count, r[0])
 
     async def get_invite(self, group_id: str, invite_id: str) -> InviteRow | None:
-        return _invite(await _one(
-            self._c, f"SELECT {_INVITE_COLS} FROM invites WHERE group_id = ? AND id = ?",
+        return rows.invite(await _one(
+            self._c, f"SELECT {INVITE_COLS} FROM invites WHERE group_id = ? AND id = ?",
             (group_id, invite_id)))
 
     async def get_invite_by_token_hash(self, token_hash: bytes) -> InviteRow | None:
-        return _invite(await _one(
-            self._c, f"SELECT {_INVITE_COLS} FROM invites WHERE token_hash = ?", (token_hash,)))
+        return rows.invite(await _one(
+            self._c, f"SELECT {INVITE_COLS} FROM invites WHERE token_hash = ?", (token_hash,)))
 
     async def count_usable_invites(self, group_id: str, now: float) -> int:
         r = await _one(self._c, f"SELECT count(*) FROM invites WHERE group_id = ? AND {_USABLE}",
@@ -239,12 +203,12 @@ class SqliteGroupStore:
             yield SqliteTx(conn)
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        return _group(await self.db.fetchone(
-            f"SELECT {_GROUP_COLS} FROM groups g WHERE g.id = ?", (group_id,)))
+        return rows.group(await self.db.fetchone(
+            f"SELECT {GROUP_COLS} FROM groups g WHERE g.id = ?", (group_id,)))
 
     async def get_member(self, group_id: str, user_id: str) -> MemberRow | None:
-        return _member(await self.db.fetchone(
-            f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ? AND m.user_id = ?",
+        return rows.member(await self.db.fetchone(
+            f"SELECT {MEMBER_COLS} FROM members m WHERE m.group_id = ? AND m.user_id = ?",
             (group_id, user_id)))
 
     async def get_members(self, group_id: str, user_ids: Sequence[str]) -> dict[str, MemberRow]:
@@ -252,7 +216,7 @@ class SqliteGroupStore:
 
     async def list_groups_of(self, user_id: str, *, before_seq: int | None,
                              limit: int) -> list[MembershipView]:
-        sql = (f"SELECT {_GROUP_COLS}, {_MEMBER_COLS} FROM members m"
+        sql = (f"SELECT {GROUP_COLS}, {MEMBER_COLS} FROM members m"
                " JOIN groups g ON g.id = m.group_id WHERE m.user_id = ?")
         params: list = [user_id]
         if before_seq is not None:
@@ -260,44 +224,44 @@ class SqliteGroupStore:
             params.append(before_seq)
         sql += " ORDER BY m.seq DESC LIMIT ?"
         params.append(limit)
-        return [MembershipView(_group(r), _member(r))
+        return [MembershipView(rows.group(r), rows.member(r))
                 for r in await self.db.fetchall(sql, params)]
 
     async def list_members(self, group_id: str, *, after_seq: int | None,
                            limit: int) -> list[MemberRow]:
-        sql = f"SELECT {_MEMBER_COLS} FROM members m WHERE m.group_id = ?"
+        sql = f"SELECT {MEMBER_COLS} FROM members m WHERE m.group_id = ?"
         params: list = [group_id]
         if after_seq is not None:
             sql += " AND m.seq > ?"
             params.append(after_seq)
         sql += " ORDER BY m.seq LIMIT ?"
         params.append(limit)
-        return [_member(r) for r in await self.db.fetchall(sql, params)]
+        return [rows.member(r) for r in await self.db.fetchall(sql, params)]
 
     async def list_usable_invites(self, group_id: str, now: float, *, after_seq: int | None,
                                   limit: int) -> list[InviteRow]:
-        sql = f"SELECT {_INVITE_COLS} FROM invites WHERE group_id = ? AND {_USABLE}"
+        sql = f"SELECT {INVITE_COLS} FROM invites WHERE group_id = ? AND {_USABLE}"
         params: list = [group_id, now]
         if after_seq is not None:
             sql += " AND seq > ?"
             params.append(after_seq)
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)
-        return [_invite(r) for r in await self.db.fetchall(sql, params)]
+        return [rows.invite(r) for r in await self.db.fetchall(sql, params)]
 
     # the relay
 
     async def pending_groups(self, limit: int) -> list[str]:
-        rows = await self.db.fetchall(
+        found = await self.db.fetchall(
             "SELECT group_id, min(seq) AS first FROM pending_changes GROUP BY group_id"
             " ORDER BY first LIMIT ?", (limit,))
-        return [r["group_id"] for r in rows]
+        return [r["group_id"] for r in found]
 
     async def pending_changes(self, group_id: str, limit: int) -> list[PendingChange]:
-        rows = await self.db.fetchall(
-            "SELECT seq, change_id, group_id, request, create_time FROM pending_changes"
-            " WHERE group_id = ? ORDER BY seq LIMIT ?", (group_id, limit))
-        return [_change(r) for r in rows]
+        found = await self.db.fetchall(
+            f"SELECT {CHANGE_COLS} FROM pending_changes WHERE group_id = ? ORDER BY seq"
+            " LIMIT ?", (group_id, limit))
+        return [rows.change(r) for r in found]
 
     async def acquire_relay_lease(self, group_id: str, holder: str, now: float,
                                   until: float) -> bool:

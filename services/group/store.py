@@ -105,7 +105,10 @@ class GroupTx(Protocol):
     async def delete_group(self, group_id: str) -> None:
         """Delete the group with its members and invites (its pending changes stay)."""
 
-    async def count_owned_groups(self, user_id: str) -> int: ...
+    async def count_owned_groups(self, user_id: str) -> int:
+        """Groups `user_id` owns. Until this transaction ends, other transactions counting
+        for the same user wait (PostgreSQL: an advisory lock on the user), so a count then
+        an insert can never exceed a limit."""
 
     # members
     async def get_member(self, group_id: str, user_id: str) -> MemberRow | None: ...
@@ -133,7 +136,9 @@ class GroupTx(Protocol):
 
     async def get_invite(self, group_id: str, invite_id: str) -> InviteRow | None: ...
 
-    async def get_invite_by_token_hash(self, token_hash: bytes) -> InviteRow | None: ...
+    async def get_invite_by_token_hash(self, token_hash: bytes) -> InviteRow | None:
+        """PostgreSQL: locks the invite's group (as `get_group` does) before reading the
+        invite, so a join sees every change committed to that group before it."""
 
     async def count_usable_invites(self, group_id: str, now: float) -> int: ...
 

@@ -88,10 +88,12 @@ def plain_url(url: str) -> str:
 
 def yoyo_url(url: str, schema: str, connect_timeout_s: float) -> str:
     """yoyo's psycopg 3 backend (`postgresql+psycopg`); its `schema` argument becomes the
-    migration connection's search_path, so yoyo's own tables live in the schema too."""
+    migration connection's search_path, so yoyo's own tables live in the schema too. yoyo
+    splices it into `SET search_path TO ...` as is: quoted, so a schema named after a
+    reserved word (the group service's `group`) works."""
     parts = _split(url)
     query = dict(parse_qsl(parts.query))
-    query["schema"] = f"{check_schema(schema)},public"
+    query["schema"] = f'"{check_schema(schema)}",public'
     query.setdefault("connect_timeout", str(max(2, round(connect_timeout_s))))
     return urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))
 

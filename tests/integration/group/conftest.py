@@ -32,3 +32,11 @@ async def group(auth, messaging_server, tmp_path_factory):
                                 auth, messaging_server.address)
     yield harness
     await harness.stop()
+
+
+@pytest.fixture
+def fresh_group_settings(tmp_path):
+    """Settings for group services a test starts itself, on a store of their own (empty, and
+    shared by every service the test starts with them). test_group_postgres.py overrides it
+    with a fresh PostgreSQL database."""
+    return group_settings(tmp_path)

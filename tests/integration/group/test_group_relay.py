@@ -15,14 +15,9 @@ import asyncio
 import time
 import uuid
 
-from services.group.sqlite import SqliteGroupStore
-from services.runtime.sqlite import SqliteDatabase
-from tests.integration.group.harness import (
-    group_settings,
-    signups,
-    start_group,
-    start_messaging,
-)
+from services.group.app import open_store
+from services.runtime.config import Settings
+from tests.integration.group.harness import signups, start_group, start_messaging
 from zynk.group.v1 import group_pb2 as pb
 
 OWNER, ADMIN, MEMBER = pb.ROLE_OWNER, pb.ROLE_ADMIN, pb.ROLE_MEMBER
@@ -106,20 +101,17 @@ async def test_a_retry_after_a_lost_answer_carries_the_same_change_id(auth, grou
     assert len({c.change_id for c in calls()}) == 1
     assert len(messaging.of(g.name)) == 1  # applied once
     # The third answer got through: the row goes, and nothing is sent again.
-    deadline = time.monotonic() + 3
-    while await _pending_rows(group.settings.db_path("group"), g.name[7:]):
-        assert time.monotonic() < deadline, "an accepted change was not deleted"
-        await asyncio.sleep(0.02)
+    await wait_until_relayed(group.settings, g.name[7:])
     await asyncio.sleep(0.3)  # several backoff periods of the test settings
     assert len(calls()) == 3
 
 
-async def test_changes_pending_at_a_restart_are_relayed_after_it(auth, tmp_path):
+async def test_changes_pending_at_a_restart_are_relayed_after_it(auth, fresh_group_settings):
     """Messaging is unreachable (its server stopped) while changes commit; the group service
     stops; a new group service on the same database relays them, in order, with the change
     ids they were committed with."""
     first_messaging = await start_messaging()
-    settings = group_settings(tmp_path)
+    settings = fresh_group_settings
     first = await start_group(settings, auth, first_messaging.address)
     await first_messaging.stop()  # connections are refused from now on
     owner, a, b = await signups(auth, 3)
@@ -130,7 +122,7 @@ async def test_changes_pending_at_a_restart_are_relayed_after_it(auth, tmp_path)
     await first.stub.LeaveGroup(pb.LeaveGroupRequest(name=g.name), metadata=a.md)
     await first.stop()
 
-    store = await SqliteGroupStore.open(settings.db_path("group"))
+    store = await open_store(settings)
     pending = [r.change_id for r in await store.pending_changes(g.name[7:], 100)]
     await store.close()
     assert len(pending) == 3
@@ -145,21 +137,20 @@ async def test_changes_pending_at_a_restart_are_relayed_after_it(auth, tmp_path)
         assert [(tuple(c.added_users), tuple(c.removed_users)) for c in got] == [
             ((owner.name, a.name), ()), ((b.name,), ()), ((), (a.name,))]
         # delivered rows are gone: a further restart has nothing to send
-        deadline = time.monotonic() + 3
-        while await _pending_rows(settings.db_path("group"), g.name[7:]):
-            assert time.monotonic() < deadline, "delivered rows were not deleted"
-            await asyncio.sleep(0.02)
+        await wait_until_relayed(settings, g.name[7:])
     finally:
         await second.stop()
         await second_messaging.stop()
 
 
-async def _pending_rows(path, group_id: str) -> int:
-    """Read through a second connection, as another process would."""
-    db = await SqliteDatabase.open(path)
+async def wait_until_relayed(settings: Settings, group_id: str, timeout: float = 3.0) -> None:
+    """Until the group has no pending change left, read through a store of our own, as
+    another process would."""
+    store = await open_store(settings)
     try:
-        r = await db.fetchone("SELECT count(*) FROM pending_changes WHERE group_id = ?",
-                              (group_id,))
-        return int(r[0])
+        deadline = time.monotonic() + timeout
+        while await store.pending_changes(group_id, 1):
+            assert time.monotonic() < deadline, "accepted changes were not deleted"
+            await asyncio.sleep(0.02)
     finally:
-        await db.close()
+        await store.close()

@@ -141,6 +141,25 @@ async def test_the_lease_keeps_two_relays_from_sending_one_group(store):
     assert len(sink_a.accepted) == 1 and sink_b.accepted == []
 
 
+async def test_a_relay_refused_the_lease_looks_again_soon(store):
+    """The replica holding a group's lease releases it when its pass ends, which may be just
+    before our commit's row was there to see: the row must not wait out the lease's term."""
+    sink = Sink()
+    relay = MembershipRelay(store, sink, FAST, holder="b")
+    now = time.time()
+    assert await store.acquire_relay_lease("g1", "a", now, now + 60)
+    relay.start()
+    try:
+        ids = await write(store, "g1", 1)
+        await relay.committed("g1")  # refused: "a" holds the lease
+        assert sink.attempts == 0
+        await store.release_relay_lease("g1", "a")  # "a" ends its pass without our row
+        await until(lambda: len(sink.accepted) == 1, timeout=2.0)
+        assert [c for _, c in sink.accepted] == ids
+    finally:
+        await relay.stop()
+
+
 async def test_an_expired_lease_is_taken_over(store):
     now = time.time()
     assert await store.acquire_relay_lease("g1", "crashed", now - 100, now - 1)

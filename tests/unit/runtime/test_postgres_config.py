@@ -44,7 +44,7 @@ def test_urls_for_each_driver():
     assert plain_url("postgresql+psycopg://db/zynk") == "postgresql://db/zynk"
     y = yoyo_url(url, "auth", 5)
     assert y.startswith("postgresql+psycopg://u:p%40ss@db:5433/zynk?")
-    assert "sslmode=require" in y and "schema=auth%2Cpublic" in y and "connect_timeout=5" in y
+    assert "sslmode=require" in y and "schema=%22auth%22%2Cpublic" in y and "connect_timeout=5" in y
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         plain_url("mysql://u:secret@db/zynk")
     with pytest.raises(ValueError) as e:
