@@ -1,9 +1,14 @@
-"""The `zynk` command: `zynk up` runs every service and the gateway on this machine."""
+"""The `zynk` command.
+
+  zynk up                       every service and the gateway in this process (embedded)
+  zynk up --distributed         every service in its own process, plus the gateway, supervised
+  zynk serve <service>|gateway  one service (or the gateway) in this process (distributed)"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pathlib
 import signal
 import sys
@@ -33,26 +38,113 @@ async def _up(settings: Settings) -> int:
     return 0
 
 
+async def _up_distributed(settings: Settings, replicas: str | None,
+                          services: str | None) -> int:
+    from mesh.process import ConfigError
+    from mesh.supervisor import StartFailed, Supervisor, parse_replicas, parse_services
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        sup = Supervisor(settings, parse_replicas(replicas), parse_services(services))
+    except ConfigError as e:
+        print(f"zynk: {e}", file=sys.stderr)
+        return 2
+
+    def on_signal() -> None:
+        if stop.is_set():
+            print("zynk: second interrupt: killing every process now", file=sys.stderr,
+                  flush=True)
+            sup.kill_all()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    starting = asyncio.ensure_future(sup.start())
+    interrupted = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # Ctrl-C while starting: stop what is up
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await sup.stop()
+        print("zynk: stopped", flush=True)
+        return 130
+    interrupted.cancel()
+    try:
+        starting.result()
+    except ConfigError as e:
+        print(f"zynk: {e}", file=sys.stderr)
+        return 2
+    except StartFailed as e:
+        print(f"zynk: cannot start: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 -- e.g. migrations failing: say what, exit 1
+        print(f"zynk: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(sup.banner(), flush=True)
+    failed = asyncio.ensure_future(sup.wait())
+    interrupted = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({failed, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+    failed.cancel()
+    interrupted.cancel()
+    print("zynk: stopping every process (gateways first, in-flight calls drain)...",
+          flush=True)
+    await sup.stop()
+    print("zynk: stopped", flush=True)
+    return 1 if sup.failure else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="zynk", description=__doc__)
+    ap = argparse.ArgumentParser(prog="zynk", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run every service and the gateway on this machine")
     up.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
     up.add_argument("--host", help="address to listen on (127.0.0.1)")
     up.add_argument("--gateway-port", type=int, help="gateway port (8080)")
+    up.add_argument("--distributed", action="store_true",
+                    help="one OS process per service (and per gateway replica), on the "
+                         "backends Settings choose (PostgreSQL or SQLite, Redis, Kafka)")
+    up.add_argument("--replicas", metavar="NAME=N,...",
+                    help="with --distributed: N processes of a kind sharing its port, "
+                         "e.g. gateway=2,messaging=2")
+    up.add_argument("--services", metavar="NAME,...",
+                    help="with --distributed: host only these services here (the others "
+                         "run elsewhere, reached at Settings.addresses)")
+    serve = sub.add_parser("serve", help="run one service, or the gateway, in this process "
+                                         "(distributed mode)")
+    serve.add_argument("target", help="a service name (auth, messaging, ...) or gateway")
+    serve.add_argument("--data-dir", type=pathlib.Path, help="where data lives (.zynk-data)")
+    serve.add_argument("--host", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (the target's in ports)")
+    serve.add_argument("--notify-fd", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     overrides: dict = {}
-    if args.command == "up":
-        if args.data_dir:
-            overrides["data_dir"] = args.data_dir
-        if args.host:
-            overrides["host"] = args.host
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.host:
+        overrides["host"] = args.host
     settings = Settings(**overrides)
-    if args.command == "up" and args.gateway_port is not None:
-        settings.ports.gateway = args.gateway_port
-    zlog.configure(settings.log_level, settings.log_format)
-    return asyncio.run(_up(settings))
+    if args.command == "up":
+        if args.gateway_port is not None:
+            settings.ports.gateway = args.gateway_port
+        distributed = args.distributed or settings.mode == "distributed"
+        if not distributed and (args.replicas or args.services):
+            ap.error("--replicas and --services need --distributed")
+        zlog.configure(settings.log_level, settings.log_format,
+                       fields={"process": "supervisor"} if distributed else None)
+        if distributed:
+            return asyncio.run(_up_distributed(settings, args.replicas, args.services))
+        return asyncio.run(_up(settings))
+
+    from mesh.serve import run
+
+    if args.port is not None and hasattr(settings.ports, args.target):
+        setattr(settings.ports, args.target, args.port)
+    zlog.configure(settings.log_level, settings.log_format,
+                   fields={"process": args.target, "pid": os.getpid()})
+    return asyncio.run(run(settings, args.target, args.notify_fd))
 
 
 if __name__ == "__main__":

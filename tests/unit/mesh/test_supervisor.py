@@ -1,0 +1,68 @@
+"""The supervisor's checks before it starts anything (mesh/supervisor.py)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from mesh.process import ConfigError
+from mesh.supervisor import Supervisor, describe_exit, parse_replicas, parse_services
+from services.runtime.catalog import CATALOG
+from services.runtime.config import Backends, Ports, Settings
+
+DISTRIBUTED = Backends(bus="kafka", kafka_bootstrap="127.0.0.1:9092", cache="redis",
+                       redis_url="redis://127.0.0.1:6379/0")
+
+
+def test_replicas_parse():
+    assert parse_replicas("gateway=2, messaging=3") == {"gateway": 2, "messaging": 3}
+    assert parse_replicas(None) == {}
+    for bad in ["gateway", "nope=2", "gateway=two", "gateway=0", "gateway=65"]:
+        with pytest.raises(ConfigError):
+            parse_replicas(bad)
+
+
+def test_services_parse_in_catalogue_order():
+    assert parse_services("group,auth") == ["auth", "group"]
+    assert parse_services(None) == list(CATALOG)
+    with pytest.raises(ConfigError, match="nope"):
+        parse_services("auth,nope")
+
+
+def test_exits_are_described_for_humans():
+    assert describe_exit(-9) == "was killed by SIGKILL"
+    assert describe_exit(3) == "exited with status 3"
+
+
+async def test_sqlite_services_cannot_have_replicas(tmp_path):
+    sup = Supervisor(Settings(data_dir=tmp_path, backends=DISTRIBUTED), {"auth": 2})
+    with pytest.raises(ConfigError, match="postgres"):
+        await sup.start()
+    assert sup.children == []
+
+
+async def test_memory_backends_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="kafka"):
+        await Supervisor(Settings(data_dir=tmp_path)).start()
+
+
+async def test_a_port_in_use_is_noticed_before_anything_starts(tmp_path):
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = Ports(**{n: 0 for n in Ports.model_fields})
+        ports.auth = busy.getsockname()[1]
+        sup = Supervisor(Settings(data_dir=tmp_path, backends=DISTRIBUTED, ports=ports))
+        with pytest.raises(ConfigError, match="already in use"):
+            await sup.start()
+        assert sup.children == []
+
+
+async def test_two_services_on_one_port_are_refused(tmp_path):
+    ports = Ports(**{n: 0 for n in Ports.model_fields})
+    ports.auth = ports.group = 18999
+    sup = Supervisor(Settings(data_dir=tmp_path, backends=DISTRIBUTED, ports=ports))
+    with pytest.raises(ConfigError, match="auth and group"):
+        await sup.start()
