@@ -13,6 +13,8 @@ import pathlib
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from services.runtime import logging as zlog
 from services.runtime.config import Settings
 
@@ -125,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.host:
         overrides["host"] = args.host
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        print(f"zynk: invalid configuration: {e}", file=sys.stderr)
+        return 2
     if args.command == "up":
         if args.gateway_port is not None:
             settings.ports.gateway = args.gateway_port

@@ -171,12 +171,11 @@ def check_distributed_backends(settings: Settings) -> None:
     if b.cache != "redis":
         problems.append("backends.cache must be redis (ZYNK_BACKENDS__CACHE=redis, "
                         "ZYNK_BACKENDS__REDIS_URL=redis://host:port/0)")
-    if b.storage == "postgres":
-        if importlib.util.find_spec("services.runtime.postgres") is None:
-            problems.append("backends.storage=postgres, but this build has no PostgreSQL "
-                            "storage (services/runtime/postgres.py)")
-        elif not b.database_url:
-            problems.append("backends.storage=postgres needs backends.database_url")
+    # Which database each service uses is the PostgreSQL module's business (it says so
+    # when a URL is missing); here only whether this build has it at all.
+    if b.storage == "postgres" and importlib.util.find_spec("services.runtime.postgres") is None:
+        problems.append("backends.storage=postgres, but this build has no PostgreSQL "
+                        "storage (services/runtime/postgres.py)")
     if problems:
         raise ConfigError("distributed mode: " + "; ".join(problems))
 
@@ -204,7 +203,8 @@ def backend_lines(settings: Settings) -> list[str]:
     b = settings.backends
     data = settings.data_dir.resolve()
     if b.storage == "postgres":
-        storage = f"PostgreSQL {redact_url(b.database_url)} (one schema per service)"
+        where = redact_url(b.database_url) if b.database_url else "(a database per service)"
+        storage = f"PostgreSQL {where} (one schema per service)"
     else:
         storage = f"SQLite under {data} (one file per service, this machine only)"
     if b.bus == "kafka":

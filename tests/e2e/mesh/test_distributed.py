@@ -220,11 +220,20 @@ async def reflected(port: int) -> set[str]:
     return set()
 
 
-async def token(c: Cluster) -> str:
+async def token(c: Cluster, settle_s: float = 0.0) -> str:
+    """Register and log in a new user; `settle_s`: keep answering 503s with a retry that long
+    (after a service restart, a gateway process whose channel is between two reconnect
+    attempts still says UNAVAILABLE, for at most the 2 s reconnect backoff plus jitter; the
+    /readyz that said ready may have come from the other gateway process)."""
     name = "u" + uuid.uuid4().hex[:12]
     async with httpx.AsyncClient(base_url=c.gateway, timeout=20) as http:
-        r = await http.post("/api/v1/auth/register", json={"username": name,
-                                                           "password": PASSWORD})
+        deadline = time.monotonic() + settle_s
+        while True:
+            r = await http.post("/api/v1/auth/register", json={"username": name,
+                                                               "password": PASSWORD})
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert r.status_code == 200, r.text
         r = await http.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
@@ -325,7 +334,7 @@ async def test_a_killed_service_process_is_reported_restarted_and_ready_again(cl
     await cluster.wait_for_output("zynk: auth is serving again", SETTLE_S)
     await eventually(cluster, all_ready(cluster), "readiness after the restart")
     assert set(cluster.children(" serve auth")) != {pid}
-    await token(cluster)  # and it works: same signing key, same database
+    await token(cluster, settle_s=5)  # and it works: same signing key, same database
 
 
 async def test_readiness_follows_redis(cluster):

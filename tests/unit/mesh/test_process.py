@@ -65,9 +65,15 @@ def test_distributed_processes_refuse_backends_they_cannot_share():
     check_distributed_backends(Settings(backends=DISTRIBUTED))
 
 
-def test_postgres_storage_needs_a_database_url():
+def test_postgres_storage_needs_the_postgres_module(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "services.runtime.postgres"
+                        else real(name, *a))
     b = DISTRIBUTED.model_copy(update={"storage": "postgres"})
-    with pytest.raises(ConfigError, match="storage=postgres"):
+    with pytest.raises(ConfigError, match="no PostgreSQL storage"):
         check_distributed_backends(Settings(backends=b))
 
 

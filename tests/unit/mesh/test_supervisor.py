@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import pytest
 
 from mesh.process import ConfigError
-from mesh.supervisor import Supervisor, describe_exit, parse_replicas, parse_services
+from mesh.supervisor import (
+    Supervisor,
+    describe_exit,
+    parse_replicas,
+    parse_services,
+    run_migrations,
+)
 from services.runtime.catalog import CATALOG
 from services.runtime.config import Backends, Ports, Settings
 
@@ -66,3 +73,44 @@ async def test_two_services_on_one_port_are_refused(tmp_path):
     sup = Supervisor(Settings(data_dir=tmp_path, backends=DISTRIBUTED, ports=ports))
     with pytest.raises(ConfigError, match="auth and group"):
         await sup.start()
+
+
+def fake_module(monkeypatch, name: str, **attrs) -> None:
+    import importlib.machinery
+    import types
+
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    for k, v in attrs.items():
+        setattr(module, k, v)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+async def test_migrations_run_once_on_postgres_and_never_on_sqlite(monkeypatch, tmp_path):
+    calls = []
+
+    async def migrate_on_start(settings):
+        calls.append(settings)
+        return {"auth": ["auth_0001_init"]}
+
+    fake_module(monkeypatch, "services.runtime.migrate", migrate_on_start=migrate_on_start)
+    assert await run_migrations(Settings(data_dir=tmp_path)) is None
+    assert calls == []
+    pg = Settings(data_dir=tmp_path, backends=DISTRIBUTED.model_copy(
+        update={"storage": "postgres", "database_url": "postgresql://db/zynk"}))
+    assert await run_migrations(pg) == {"auth": ["auth_0001_init"]}
+    assert calls == [pg]
+
+
+async def test_a_failed_migration_stops_the_start_before_any_process(monkeypatch, tmp_path):
+    async def migrate_on_start(settings):
+        raise RuntimeError("migration auth_0002 failed")
+
+    fake_module(monkeypatch, "services.runtime.postgres")
+    fake_module(monkeypatch, "services.runtime.migrate", migrate_on_start=migrate_on_start)
+    ports = Ports(**{n: 0 for n in Ports.model_fields})
+    sup = Supervisor(Settings(data_dir=tmp_path, ports=ports, backends=DISTRIBUTED.model_copy(
+        update={"storage": "postgres", "database_url": "postgresql://db/zynk"})))
+    with pytest.raises(RuntimeError, match="auth_0002"):
+        await sup.start()
+    assert sup.children == []
