@@ -4,7 +4,8 @@ gateway, with N processes of a kind where asked (`--replicas gateway=2,messaging
 What the supervisor does, in order:
 1. checks the configuration (shared backends: Kafka and Redis; PostgreSQL or SQLite; a port
    per service, each free) and takes the mesh's internal credential from configuration or
-   generates one for this run — handed to the children in their environment, never printed;
+   generates one for this run; the children get the whole effective configuration, the
+   credential included, in their environment (never printed);
 2. runs the PostgreSQL migrations (`run_migrations` below: the single call site);
 3. starts every service process (`zynk serve <service>`) and waits until each says READY,
    then the gateway processes; any failure at this point stops everything (exit 1);
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.util
+import json
 import os
 import secrets
 import signal
@@ -202,20 +204,19 @@ class Supervisor:
                                   "Zynk running?")
         return ports
 
-    def _child_env(self, token: str, ports: dict[str, int]) -> dict[str, str]:
+    def _child_env(self, token: str) -> dict[str, str]:
+        """The children's environment: the supervisor's, minus its ZYNK_* variables, plus its
+        whole effective configuration, one variable per section (JSON), so that every child
+        runs on exactly what was checked here — whatever came from the environment, a
+        ZYNK_CONFIG file or the caller — with the credential and the resolved ports."""
         s = self.settings
-        env = dict(os.environ)
-        env.pop("ZYNK_MESH__INTERNAL_TOKEN_FILE", None)
-        env.update({
-            "ZYNK_MODE": "distributed",
-            "ZYNK_DATA_DIR": str(s.data_dir.resolve()),
-            "ZYNK_HOST": s.host,
-            # mesh.internal_token wins over a file named in a config file (serve.py).
-            "ZYNK_MESH__INTERNAL_TOKEN": token,
-        })
-        for target in [*CATALOG, GATEWAY]:
-            port = ports.get(target, getattr(s.ports, target))
-            env[f"ZYNK_PORTS__{target.upper()}"] = str(port)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZYNK_")}
+        config = s.model_dump(mode="json", exclude={"mesh": {"internal_token_file"}})
+        config["mode"] = "distributed"
+        config["data_dir"] = str(s.data_dir.resolve())
+        config["mesh"]["internal_token"] = token
+        for field, value in config.items():
+            env[f"ZYNK_{field.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env
 
     # -- starting --------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class Supervisor:
         for target, port in ports.items():
             setattr(s.ports, target, port)
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        self._env = self._child_env(token, ports)
+        self._env = self._child_env(token)
         self.migrated = await run_migrations(s)
         for target in [*self.services, GATEWAY]:
             n = self.replicas.get(target, 1)

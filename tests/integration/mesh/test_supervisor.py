@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 import pytest
 
@@ -23,7 +24,7 @@ BACKENDS = Backends(bus="kafka", kafka_bootstrap="127.0.0.1:1", cache="redis",
 def settings(tmp_path, **mesh) -> Settings:
     return Settings(data_dir=tmp_path, backends=BACKENDS, shutdown_grace_s=1,
                     ports=Ports(**{n: 0 for n in Ports.model_fields}),
-                    mesh=MeshSettings(start_timeout_s=60, **mesh))
+                    mesh=MeshSettings(**{"start_timeout_s": 60, **mesh}))
 
 
 @pytest.fixture
@@ -77,12 +78,21 @@ async def test_with_restart_off_a_death_stops_the_mesh(supervisor, tmp_path, cap
     assert not other.alive
 
 
-async def test_a_child_that_cannot_start_stops_everything(tmp_path, capfd, monkeypatch):
-    sup = Supervisor(settings(tmp_path), {"gateway": 2}, services=[])
-    monkeypatch.setenv("ZYNK_LOG_FORMAT", "bogus")  # the children's configuration only
+@pytest.mark.parametrize("child, reason", [
+    ("echo 'zynk serve gateway: cannot start: boom' >&2; exit 2",
+     "exited with status 2 while starting"),
+    ("exec sleep 60", "was not serving within 1 s (mesh.start_timeout_s); killed it"),
+])
+async def test_a_child_that_cannot_start_stops_everything(tmp_path, capfd, monkeypatch,
+                                                          child, reason):
+    fake = tmp_path / "python"  # what the supervisor runs as `python -m mesh.cli serve ...`
+    fake.write_text(f"#!/bin/sh\n{child}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    sup = Supervisor(settings(tmp_path, start_timeout_s=1), {"gateway": 2}, services=[])
     with pytest.raises(StartFailed) as err:
         await sup.start()
-    assert "gateway#1" in str(err.value) and "exited with status 2 while starting" in str(
-        err.value)
-    assert "invalid configuration" in capfd.readouterr().err
+    assert "gateway#1" in str(err.value) and reason in str(err.value)
     assert all(not c.alive for c in sup.children)
+    if "boom" in child:
+        assert "cannot start: boom" in capfd.readouterr().err  # the child's own words

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -114,3 +115,32 @@ async def test_a_failed_migration_stops_the_start_before_any_process(monkeypatch
     with pytest.raises(RuntimeError, match="auth_0002"):
         await sup.start()
     assert sup.children == []
+
+
+def test_children_get_exactly_the_supervisors_configuration(monkeypatch, tmp_path):
+    from pydantic import SecretStr
+
+    from services.runtime.config import MeshSettings, Rate
+
+    monkeypatch.setenv("ZYNK_LOG_LEVEL", "DEBUG")  # the supervisor's env ...
+    s = Settings(data_dir=tmp_path / "d", backends=DISTRIBUTED, addresses={"auth": "a:1"},
+                 mesh=MeshSettings(internal_token_file=tmp_path / "t", probe_interval_s=0.5))
+    s.rate_limits.login_per_account = Rate(per_second=3, burst=7)
+    s.ports.gateway = 9999
+    env = Supervisor(s)._child_env("c" * 40)
+    # ... is not passed on piecemeal: the child sees one consistent configuration.
+    assert not any(k.startswith("ZYNK_") and "__" in k for k in env)
+    for key in [k for k in os.environ if k.startswith("ZYNK_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("ZYNK_"):
+            monkeypatch.setenv(key, value)
+    child = Settings()
+    assert child.mode == "distributed"
+    assert child.data_dir == (tmp_path / "d").resolve()
+    assert child.mesh.internal_token == SecretStr("c" * 40)
+    assert child.mesh.internal_token_file is None
+    expected = s.model_dump(exclude={"mode", "data_dir", "mesh"})
+    assert child.model_dump(exclude={"mode", "data_dir", "mesh"}) == expected
+    assert child.mesh.probe_interval_s == 0.5
+    assert child.log_level == "DEBUG"
