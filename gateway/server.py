@@ -4,6 +4,9 @@
     ...
     await server.stop()                                      # graceful, bounded
 
+`sock=` serves on a socket the caller bound itself (the distributed runner binds it with
+SO_REUSEPORT so that several gateway processes share one port); host/port are then unused.
+
 Uvicorn runs as a task (`uvicorn.Server.serve()`), with `lifespan="on"`, `log_config=None` (the
 process configures logging) and no signal handlers of its own: the hosting process (the mesh)
 owns SIGINT/SIGTERM and calls `stop()`. A startup failure (e.g. port in use) raises
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any
 
 import uvicorn
@@ -42,6 +46,7 @@ class GatewayServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         grace_s: float = 5.0,
+        sock: socket.socket | None = None,
         **uvicorn_options: Any,
     ) -> None:
         options = {
@@ -57,6 +62,7 @@ class GatewayServer:
         }
         self.config = uvicorn.Config(app, host=host, port=port, **options)
         self.grace_s = grace_s
+        self._sock = sock
         self._server = _EmbeddedServer(self.config)
         self._task: asyncio.Task[None] | None = None
         self._port: int | None = None
@@ -70,7 +76,7 @@ class GatewayServer:
 
     @property
     def url(self) -> str:
-        host = self.config.host
+        host = self._sock.getsockname()[0] if self._sock is not None else self.config.host
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     async def start(self, timeout_s: float = 10.0) -> None:
@@ -93,7 +99,7 @@ class GatewayServer:
 
     async def _run(self) -> None:
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=[self._sock] if self._sock is not None else None)
         except SystemExit as e:  # uvicorn exits the process on bind/lifespan failures
             raise RuntimeError(f"gateway server failed to start (exit code {e.code})") from None
 

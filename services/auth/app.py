@@ -44,5 +44,6 @@ async def build(shared: Shared) -> ServiceSpec:
     def register(server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
 
+    checks = {"postgres": store.db.ping} if isinstance(store, PostgresAuthStore) else {}
     return ServiceSpec(name="auth", full_names=[FULL_NAME], register=register,
-                       on_stop=[relay.stop, store.close])
+                       on_stop=[relay.stop, store.close], health_checks=checks)

@@ -42,5 +42,7 @@ async def build(shared: Shared) -> ServiceSpec:
     def register(server) -> None:
         group_pb2_grpc.add_GroupServiceServicer_to_server(servicer, server)
 
+    checks = {"postgres": store.db.ping} if isinstance(store, PostgresGroupStore) else {}
     return ServiceSpec(name="group", full_names=[FULL_NAME], register=register,
-                       on_stop=[relay.stop, events.stop, store.close])
+                       on_stop=[relay.stop, events.stop, store.close],
+                       health_checks=checks)

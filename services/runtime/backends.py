@@ -3,7 +3,9 @@
 cache (cache = memory | redis). The embedded mesh and the distributed runner both use it.
 
 The bus is returned unstarted: services subscribe first, then the composition root calls
-`bus.start()`. `close()` releases everything, bus included, in reverse order."""
+`bus.start()`. `close()` releases everything, bus included, in reverse order. `checks` holds
+one health check per external server in use ("redis", "kafka"), each a round trip with that
+backend's own client; the process probes them (mesh/health.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class ProcessBackends:
     pubsub: PubSub
     cache: Cache
     closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    # name -> coroutine function raising when that server does not answer.
+    checks: dict[str, Callable[[], Awaitable[object]]] = dataclasses.field(default_factory=dict)
 
     async def close(self) -> None:
         while self.closers:
@@ -43,11 +47,14 @@ async def build_backends(settings: Settings, client_id: str = "zynk") -> Process
     """Raises Unavailable when a configured server cannot be reached (do not come up)."""
     b = settings.backends
     closers: list[Callable[[], Awaitable[None]]] = []
+    checks: dict[str, Callable[[], Awaitable[object]]] = {}
     try:
         if b.bus == "kafka":
             from services.runtime.kafka_bus import KafkaEventBus
 
-            bus: EventBus = KafkaEventBus.from_settings(b, client_id=client_id)
+            kafka = KafkaEventBus.from_settings(b, client_id=client_id)
+            checks["kafka"] = kafka.ping
+            bus: EventBus = kafka
         else:
             bus = MemoryEventBus()
         closers.append(bus.close)
@@ -64,8 +71,12 @@ async def build_backends(settings: Settings, client_id: str = "zynk") -> Process
 
             client = redis_client(b)
             closers.append(client.aclose)
-            with unavailable_on_outage("redis"):
-                await client.ping()
+            async def ping_redis() -> None:
+                with unavailable_on_outage("redis"):
+                    await client.ping()
+
+            await ping_redis()
+            checks["redis"] = ping_redis
             listen_client = redis_client(b, retries=0)
             closers.append(listen_client.aclose)
             pubsub = RedisPubSub(client, listen_client, b.key_prefix,
@@ -76,11 +87,11 @@ async def build_backends(settings: Settings, client_id: str = "zynk") -> Process
             await revocations.start()
             closers.append(revocations.close)
             return ProcessBackends(bus, RedisRateLimiter(client, b.key_prefix), revocations,
-                                   pubsub, RedisCache(client, b.key_prefix), closers)
+                                   pubsub, RedisCache(client, b.key_prefix), closers, checks)
         memory_pubsub = MemoryPubSub()
         closers.append(memory_pubsub.close)
         return ProcessBackends(bus, MemoryRateLimiter(), MemoryRevocationList(),
-                               memory_pubsub, MemoryCache(), closers)
+                               memory_pubsub, MemoryCache(), closers, checks)
     except BaseException:
         await ProcessBackends(None, None, None, None, None, closers).close()  # type: ignore[arg-type]
         raise

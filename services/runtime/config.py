@@ -7,7 +7,7 @@ import os
 import pathlib
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -212,6 +212,30 @@ class RealtimeSettings(BaseModel):
     presence_timeout_s: float = Field(5.0, gt=0)
 
 
+class MeshSettings(BaseModel):
+    """How processes are hosted (mesh/): the distributed runner and every process's backend
+    probes. docs/distributed.md explains each knob."""
+
+    # The credential services present to each other on internal RPCs (ZYNK_MESH__INTERNAL_TOKEN
+    # or a file holding it). Distributed mode refuses to start without one; there is no
+    # default. Embedded mode makes a fresh one per start (it never leaves the process).
+    internal_token: SecretStr | None = None
+    internal_token_file: pathlib.Path | None = None
+    # Each process checks the servers it needs (PostgreSQL, Redis, Kafka) this often and
+    # reports NOT_SERVING on its gRPC health while one does not answer within the timeout.
+    probe_interval_s: float = Field(2.0, gt=0)
+    probe_timeout_s: float = Field(2.0, gt=0)
+    # Supervisor (`zynk up --distributed`): a child that dies is restarted after
+    # restart_backoff_s, doubling up to restart_backoff_max_s (reset once it ran
+    # restart_reset_s); restart=false makes a death stop the whole mesh instead.
+    restart: bool = True
+    restart_backoff_s: float = Field(1.0, gt=0)
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    restart_reset_s: float = Field(60.0, gt=0)
+    # How long a child may take from spawn to serving.
+    start_timeout_s: float = Field(60.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ZYNK_", env_nested_delimiter="__", extra="forbid"
@@ -230,6 +254,7 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = RealtimeSettings()
     backends: Backends = Backends()
     postgres: PostgresSettings = PostgresSettings()
+    mesh: MeshSettings = MeshSettings()
     rate_limits: RateLimits = RateLimits()
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from services.runtime import logging as zlog
 from services.runtime.bus import Event, Handler
@@ -181,6 +182,22 @@ class KafkaEventBus:
                     raise bus_unavailable("cannot connect to the broker", err) from err
                 self._producer = producer
         return self._producer
+
+    # -- health ------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """One round trip to a broker (a metadata request naming no topic, so its cost does
+        not grow with the cluster); raises Unavailable when no broker answers. The process's
+        health probe calls it and bounds the wait itself."""
+        producer = await self._ensure_producer()
+        client = producer.client
+        node = client.get_random_node()
+        if node is None:
+            raise bus_unavailable("no broker known")
+        try:
+            await client.send(node, MetadataRequest([]))
+        except (KafkaError, OSError, TimeoutError) as err:
+            raise bus_unavailable("broker did not answer", err) from err
 
     # -- topics ------------------------------------------------------------------------
 

@@ -20,7 +20,17 @@ def _add_request_id(_logger, _name, event_dict):
     return event_dict
 
 
-def configure(level: str = "INFO", fmt: str = "json", stream=None) -> None:
+def configure(level: str = "INFO", fmt: str = "json", stream=None,
+              fields: dict[str, object] | None = None) -> None:
+    """`fields` go on every line (a distributed process adds its service and pid, since
+    many processes share one terminal or log collector)."""
+    static = dict(fields or {})
+
+    def add_fields(_logger, _name, event_dict):
+        for k, v in static.items():
+            event_dict.setdefault(k, v)
+        return event_dict
+
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -30,6 +40,7 @@ def configure(level: str = "INFO", fmt: str = "json", stream=None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             _add_request_id,
+            add_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -375,6 +375,10 @@ class PostgresDatabase:
         with _translated():
             return await self.pool.execute(sql, *args)
 
+    async def ping(self) -> None:
+        """One round trip on a pooled connection (the process's health probe calls it)."""
+        await self.fetchval("SELECT 1")
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None

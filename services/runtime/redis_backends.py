@@ -53,6 +53,17 @@ def redis_client(backends: Backends, *, retries: int = 1) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)
 
 
+async def cancel_and_wait(task: asyncio.Task) -> None:
+    """Cancel `task` until it has ended. Once is not always enough: a cancellation landing
+    in a redis-py command just after a reconnect can come out as a connection error, which
+    a retry loop then handles, and the task would wait forever (seen on redis 8.1)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background task ended with an error", error=repr(task.exception()))
+
+
 @contextlib.contextmanager
 def unavailable_on_outage(what: str):
     try:
@@ -214,9 +225,8 @@ class RedisRevocationList:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
         if self._sub is not None:
             await self._sub.close()
             self._sub = None

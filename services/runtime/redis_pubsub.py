@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from services.runtime import logging as zlog
 from services.runtime.errors import Unavailable
 from services.runtime.pubsub import SubscriptionOverflow
-from services.runtime.redis_backends import REDIS_DOWN, unavailable_on_outage
+from services.runtime.redis_backends import REDIS_DOWN, cancel_and_wait, unavailable_on_outage
 
 log = zlog.get("redis.pubsub")
 
@@ -210,9 +210,8 @@ class RedisPubSub:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
         self.connected = False
         if self._ps is not None:
             ps, self._ps = self._ps, None

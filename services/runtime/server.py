@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,6 +31,11 @@ class ServiceSpec:
     # long-lived streams here (subscriptions, watches) so they do not hold the stop for the
     # whole grace period. Sync or async callables.
     on_drain: list[Callable] = dataclasses.field(default_factory=list)
+    # Servers this service cannot work without beyond the process's own (its database):
+    # name -> coroutine function that raises when the server does not answer. The process
+    # probes them periodically and reports NOT_SERVING meanwhile (mesh/health.py).
+    health_checks: dict[str, Callable[[], Awaitable[object]]] = dataclasses.field(
+        default_factory=dict)
 
 
 class GrpcServer:
@@ -62,13 +67,18 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"{self.spec.name}: cannot listen on {host}:{port}")
         await self._server.start()
-        for name in ["", *self.spec.full_names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.set_serving(True)
         return self.port
 
-    async def stop(self, grace_s: float) -> None:
+    async def set_serving(self, serving: bool) -> None:
+        """What gRPC health answers for the server ("") and each of its services."""
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ["", *self.spec.full_names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.set_serving(False)
         stopping = asyncio.ensure_future(self._server.stop(grace_s))
         # Let the server refuse new calls first, then end the streams that would never finish.
         await asyncio.sleep(0)

@@ -41,11 +41,15 @@ class JwksKeySource:
     """Public keys by kid, fetched from the auth service and cached; an unknown kid triggers
     at most one refetch per `min_refresh_s` so forged kids cannot hammer the auth service."""
 
-    def __init__(self, fetch: JwksFetcher, min_refresh_s: float = 30.0) -> None:
+    def __init__(self, fetch: JwksFetcher, min_refresh_s: float = 30.0,
+                 retry_after_failure_s: float = 1.0) -> None:
         self._fetch = fetch
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._last_fetch = float("-inf")
         self._min_refresh_s = min_refresh_s
+        # A failed fetch (auth restarting, a replica started before auth) is retried sooner:
+        # waiting out min_refresh_s would refuse every token for that long.
+        self._retry_after_failure_s = min(retry_after_failure_s, min_refresh_s)
         self._lock = asyncio.Lock()
 
     def set_keys(self, jwks: Iterable[dict]) -> None:
@@ -61,6 +65,7 @@ class JwksKeySource:
                 try:
                     self.set_keys(await self._fetch())
                 except Exception as e:  # auth unreachable: refuse rather than guess
+                    self._last_fetch += self._retry_after_failure_s - self._min_refresh_s
                     raise Unauthenticated("cannot verify tokens right now",
                                           reason="KEYS_UNAVAILABLE") from e
         return self._keys.get(kid)

@@ -38,6 +38,12 @@ async def test_every_service_is_healthy(mesh):
             assert r.status == health_pb2.HealthCheckResponse.SERVING, st.name
 
 
+def test_the_banner_names_the_backends_in_use(mesh):
+    banner = mesh.banner()
+    assert "embedded mode" in banner
+    assert "SQLite under" in banner and "in-process" in banner
+
+
 async def test_gateway_health_and_readiness(http):
     assert (await http.get("/healthz")).status_code == 200
     r = await http.get("/readyz")

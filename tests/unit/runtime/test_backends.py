@@ -38,3 +38,33 @@ def test_kafka_records_decode_to_events():
 def test_a_foreign_record_gets_a_stable_id_and_empty_fields():
     e = _decode("t", record(key=None, value=None, headers=[]))
     assert (e.key, e.event_id, e.type_name, e.payload) == ("", "p.t/2/7", "", b"")
+
+
+async def test_in_process_backends_have_nothing_to_probe():
+    b = await build_backends(Settings())
+    try:
+        assert b.checks == {}
+    finally:
+        await b.close()
+
+
+async def test_a_task_that_swallows_a_cancellation_is_still_stopped():
+    import asyncio
+
+    from services.runtime.redis_backends import cancel_and_wait
+
+    swallowed = []
+
+    async def stubborn():
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(1)  # what a library turning it into an error amounts to
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled() and swallowed == [1]
