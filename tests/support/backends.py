@@ -124,6 +124,7 @@ class TansuBroker:
         harshest outage for a client, which must time out rather than hang."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid)
 
     def resume(self) -> None:
         assert self.proc is not None
@@ -167,10 +168,24 @@ class RedisProcess:
         """SIGSTOP: connections stay open, nothing answers (clients must time out)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid)
 
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+
+def wait_stopped(pid: int, timeout_s: float = 5.0) -> None:
+    """SIGSTOP is asynchronous: on a loaded machine the process may still answer a request
+    or two. Wait until the kernel shows it stopped (state T), so a test's next call meets a
+    frozen server."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"process {pid} did not stop")
 
 
 def _redis_answers(url: str) -> bool:
