@@ -8,6 +8,7 @@ use `mark_processed` in their own transaction to make redelivery harmless."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 
@@ -21,17 +22,29 @@ from services.runtime.sqlite import SqliteDatabase
 log = zlog.get("outbox")
 
 
+_INSERT = ("INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
+           " VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _row(topic: str, key: str, payload: Message, event_id: str) -> tuple:
+    return (event_id, topic, key, payload.DESCRIPTOR.full_name,
+            payload.SerializeToString(deterministic=True), time.time())
+
+
 async def add_event(
     tx: aiosqlite.Connection, topic: str, key: str, payload: Message, event_id: str | None = None
 ) -> str:
     event_id = event_id or str(uuid.uuid4())
-    await tx.execute(
-        "INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, topic, key, payload.DESCRIPTOR.full_name,
-         payload.SerializeToString(deterministic=True), time.time()),
-    )
+    await tx.execute(_INSERT, _row(topic, key, payload, event_id))
     return event_id
+
+
+def add_events_sync(conn: sqlite3.Connection,
+                    events: list[tuple[str, str, Message, str]]) -> None:
+    """`add_event` for code running inside `SqliteDatabase.write`: (topic, key, payload,
+    event_id) rows, written in the caller's transaction."""
+    if events:
+        conn.executemany(_INSERT, [_row(t, k, p, e) for t, k, p, e in events])
 
 
 async def mark_processed(tx: aiosqlite.Connection, consumer: str, event_id: str) -> bool:
@@ -85,8 +98,11 @@ class OutboxRelay:
                 await self._bus.publish(Event(r["topic"], r["key"], r["event_id"],
                                               r["type_name"], bytes(r["payload"])))
             if rows:
-                async with self._db.transaction() as tx:
-                    await tx.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1]["seq"],))
+                last = rows[-1]["seq"]
+                # Through the coalescing writer: a service whose writes go through
+                # db.write() would otherwise contend with the relay for the write lock.
+                await self._db.write(
+                    lambda c: c.execute("DELETE FROM outbox WHERE seq <= ?", (last,)))
             return len(rows)
 
     async def stop(self) -> None:
