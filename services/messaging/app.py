@@ -33,7 +33,9 @@ async def build(shared: Shared) -> ServiceSpec:
     settings = shared.settings
     cfg = settings.messaging
     store = await SqliteMessageStore.open(settings.db_path("messaging"))
-    relay = OutboxRelay(store.db, shared.bus)
+    # Events are relayed at most every 50 ms: at thousands of sends a second that is one
+    # relay pass per ~100 events instead of one per commit.
+    relay = OutboxRelay(store.db, shared.bus, min_interval_s=0.05)
     devices = DeviceDirectory(shared.cache, auth_fetcher(lambda: shared.channels.get(AUTH)),
                               cfg.device_cache_ttl_s)
     conversations = ConversationCache(store, shared.pubsub, cfg.conversation_cache_ttl_s)

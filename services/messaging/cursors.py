@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import struct
@@ -31,6 +32,7 @@ def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@functools.lru_cache(maxsize=65536)
 def _device_tag(device_id: str) -> bytes:
     return hashlib.sha256(device_id.encode()).digest()[:4]
 

@@ -61,6 +61,8 @@ class DeviceDirectory:
         self._cache = cache
         self._fetch = fetch
         self._ttl_s = ttl_s
+        # Parsed form of cached values (the same bytes come back on every send).
+        self._parsed: dict[bytes, tuple[str, ...]] = {}
 
     async def devices(self, user_ids: Iterable[str], *,
                       fresh: bool = False) -> dict[str, tuple[str, ...]]:
@@ -71,8 +73,13 @@ class DeviceDirectory:
             raw = None if fresh else await self._cache.get(cache_key(user_id))
             if raw is None:
                 missing.append(user_id)
-            else:
-                out[user_id] = _device_ids(auth_pb2.UserDevices.FromString(raw))
+                continue
+            devices = self._parsed.get(raw)
+            if devices is None:
+                if len(self._parsed) >= 10_000:
+                    self._parsed.clear()
+                devices = self._parsed[raw] = _device_ids(auth_pb2.UserDevices.FromString(raw))
+            out[user_id] = devices
         for i in range(0, len(missing), MAX_USERS_PER_FETCH):
             found = await self._fetch(missing[i:i + MAX_USERS_PER_FETCH])
             for user_id, devices in found.items():

@@ -383,7 +383,6 @@ class MessagingDomain:
                                              "be sent", reason="CONVERSATION_CLOSED")
                 if pairwise:
                     deliveries = await self._check_envelopes(caller, state, rows)
-                    receipt_users = sorted({r.user_id for r in rows} - {caller.user_id})
                 else:
                     if state.row.type is not ConversationType.GROUP:
                         raise InvalidArgument(
@@ -392,7 +391,6 @@ class MessagingDomain:
                                                "direct conversation")],
                             reason="SENDER_KEY_NOT_ALLOWED")
                     deliveries = await self._member_devices(state, exclude=caller.device_id)
-                    receipt_users = sorted(set(state.members) - {caller.user_id})
             except ZynkError:
                 # A retry of a message that was stored stays a success, whatever changed.
                 existing = await self._store.get_message(message_id)
@@ -401,7 +399,7 @@ class MessagingDomain:
                 raise
             outcome = await self._store.append_message(
                 new, expected_version=state.row.version, deliveries=deliveries,
-                receipt_users=receipt_users, now=self._clock(),
+                now=self._clock(),
                 events=functools.partial(_sent_events, state.row.type))
             if isinstance(outcome, Existing):
                 return self._same_message(outcome.row, new)
@@ -426,7 +424,7 @@ class MessagingDomain:
             raise NotFound("message not found", reason="MESSAGE_NOT_FOUND")
         if row.erased(self._clock()) or row.kind is MessageKind.SYSTEM:
             return MessageView(row)
-        envelopes = await self._store.get_envelopes(message_id, None)
+        envelopes = await self._store.get_envelopes(conversation_id, row.sequence, None)
         own = next((e for e in envelopes if e.device_id == caller.device_id), None)
         digests = hashing.ordered(
             hashing.EnvelopeDigest(names.device_name(e.user_id, e.device_id), e.type,
@@ -537,7 +535,8 @@ class MessagingDomain:
                 raise InvalidArgument("page_token is not valid for this request",
                                       reason="INVALID_PAGE_TOKEN")
             after = position[0]
-        rows: list[ReceiptRow] = await self._store.list_receipts(message_id, after, limit + 1)
+        rows: list[ReceiptRow] = await self._store.list_receipts(conversation_id, row.sequence,
+                                                                 after, limit + 1)
         token = ""
         if len(rows) > limit:
             rows = rows[:limit]
@@ -669,7 +668,7 @@ class MessagingDomain:
                                message_ttl=views.duration(message_ttl_s))
         audience = users if audience is None else audience
         deliveries = [Recipient(u, d) for u in sorted(audience) for d in devices.get(u, ())]
-        return SystemStep(kind, str(uuid.uuid4()), event.SerializeToString(), list(users),
+        return SystemStep(kind, events.new_id(), event.SerializeToString(), list(users),
                           deliveries)
 
     @staticmethod

@@ -3,6 +3,7 @@ change) and the one it consumes (devices.changed)."""
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from services.messaging import names
@@ -22,8 +23,17 @@ _CONVERSATION_TYPE = {
 }
 
 
+_ids = random.Random()  # seeded from os.urandom
+
+
+def new_id() -> str:
+    """A random (version 4) UUID for server-made ids (event ids, SystemEvent entries). They
+    must be unique, not unpredictable, and os.urandom is a GIL hand-off on a busy path."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+
+
 def _envelope(topic: str, key: str, occur_time: float, **payload) -> OutboxEvent:
-    event_id = str(uuid.uuid4())
+    event_id = new_id()
     env = events_pb2.EventEnvelope(
         metadata=events_pb2.EventMetadata(event_id=event_id, occur_time=ts(occur_time),
                                           producer=PRODUCER),

@@ -146,6 +146,7 @@ class NewEntry:
     kind: EntryKind
     conversation_id: str
     message_id: str = ""  # MESSAGE
+    message_seq: int = 0  # MESSAGE: its sequence (filled in by the store when it allocates it)
     sender_user: str = ""  # MESSAGE from a user (receipts go back to them)
     payload: bytes = b""  # RECEIPT / READ_STATE
 
@@ -182,6 +183,7 @@ class Delivered:
 
     message_id: str
     conversation_id: str
+    sequence: int
     sender_user: str
 
 
@@ -326,27 +328,28 @@ class MessageStore(Protocol):
         exists; or a DIRECT conversation of the same two users exists)."""
 
     async def append_message(self, message: NewMessage, *, expected_version: int,
-                             deliveries: Sequence[Recipient], receipt_users: Sequence[str],
-                             now: float, events: EventsFor) -> Appended | Existing | Stale:
+                             deliveries: Sequence[Recipient], now: float,
+                             events: EventsFor) -> Appended | Existing | Stale:
         """Store a client message at the conversation's next sequence, unless its id exists
         (Existing, nothing written) or the conversation's version moved or it is closed
         (Stale). `expire_time` is `now` + the conversation's message_ttl (read in the same
-        transaction). Queues one MESSAGE entry per delivery, creates an undelivered receipt
-        per `receipt_users`, makes sure the sending device has an inbox (so it gets receipts),
-        and adds `events(row)` to the outbox."""
+        transaction). Queues one MESSAGE entry per delivery, makes sure the sending device
+        has an inbox (so it gets receipts), and adds `events(row)` to the outbox."""
 
     async def acknowledge(self, user_id: str, device_id: str, up_to: int, now: float,
                           plan: AckPlanner) -> Acknowledged | CursorAhead:
         """Remove the device's entries with seq <= up_to. For each removed MESSAGE entry from
-        another user whose receipt for `user_id` has no deliver_time yet, set it to `now`;
-        pass those (in inbox order) to `plan` and queue/add what it returns."""
+        another user that `user_id` had no delivery recorded for yet, record it (receipt
+        deliver_time = now); pass those (in inbox order) to `plan` and queue/add what it
+        returns."""
 
     async def mark_read(self, conversation_id: str, user_id: str, read_sequence: int,
                         now: float, record_read_time: bool,
                         plan: ReadPlanner) -> ReadMarked | NotMember | SequenceAhead:
         """Move the user's read position forward to read_sequence (never back). When it moved:
-        set read_time on the user's receipts of the newly read messages (if
-        `record_read_time`), and queue/add what `plan` returns."""
+        record read_time on the user's receipts of the newly read client messages of others
+        sent after the user joined (if `record_read_time`), and queue/add what `plan`
+        returns."""
 
     async def delete_message(self, message_id: str, now: float) -> MessageRow | None:
         """Make the message a tombstone (delete_time = now unless already set): its
@@ -382,9 +385,10 @@ class MessageStore(Protocol):
 
     async def get_message(self, message_id: str) -> MessageRow | None: ...
 
-    async def get_envelopes(self, message_id: str,
+    async def get_envelopes(self, conversation_id: str, sequence: int,
                             device_id: str | None) -> list[EnvelopeRow]:
-        """The message's stored envelopes (only `device_id`'s, when given)."""
+        """The stored envelopes of the message at (conversation, sequence), only
+        `device_id`'s when given."""
 
     async def list_messages(self, conversation_id: str, device_id: str, *, min_sequence: int,
                             max_sequence: int, descending: bool,
@@ -397,9 +401,10 @@ class MessageStore(Protocol):
 
     async def inbox_state(self, device_id: str) -> InboxState | None: ...
 
-    async def list_receipts(self, message_id: str, after_user: str,
+    async def list_receipts(self, conversation_id: str, sequence: int, after_user: str,
                             limit: int) -> list[ReceiptRow]:
-        """The message's receipts by user id, strictly after `after_user`."""
+        """Receipts of the message at (conversation, sequence) by user id, strictly after
+        `after_user`."""
 
     async def conversation_peers(self, user_id: str, candidates: Sequence[str]) -> set[str]:
         """Which of `candidates` share an open conversation with `user_id`."""

@@ -58,11 +58,15 @@ async def mark_processed(tx: aiosqlite.Connection, consumer: str, event_id: str)
 
 class OutboxRelay:
     def __init__(self, db: SqliteDatabase, bus: EventBus, batch: int = 200,
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0, min_interval_s: float = 0.0) -> None:
+        """`min_interval_s`: wait at least this long between passes, so a service that commits
+        thousands of times a second relays its events in batches instead of once per commit
+        (each pass costs a read and a write of its own)."""
         self._db = db
         self._bus = bus
         self._batch = batch
         self._poll_s = poll_s
+        self._min_interval_s = min_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -88,12 +92,15 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)
             except TimeoutError:
                 pass
+            if self._min_interval_s and not self._stopping:
+                await asyncio.sleep(self._min_interval_s)
 
     async def relay_once(self) -> int:
         async with self._lock:  # one relay at a time, or rows would be published twice
-            rows = await self._db.fetchall(
+            batch = self._batch
+            rows = await self._db.read(lambda c: c.execute(
                 "SELECT seq, event_id, topic, key, type_name, payload FROM outbox"
-                " ORDER BY seq LIMIT ?", (self._batch,))
+                " ORDER BY seq LIMIT ?", (batch,)).fetchall())
             for r in rows:
                 await self._bus.publish(Event(r["topic"], r["key"], r["event_id"],
                                               r["type_name"], bytes(r["payload"])))

@@ -40,13 +40,15 @@ CREATE TABLE group_changes (
     apply_time      REAL    NOT NULL
 ) WITHOUT ROWID;
 
--- Every conversation entry: client messages and SystemEvents. A tombstone has delete_time
--- set and its ciphertext (sender_key_ciphertext, envelopes) erased. content_hash stays: it
--- is a commitment, not content, and lets a retried send of a deleted message be recognised.
+-- Every conversation entry: client messages and SystemEvents, clustered by conversation
+-- and sequence (history reads are ranges of it). A tombstone has delete_time set and its
+-- ciphertext (sender_key_ciphertext, envelopes) erased. content_hash stays: it is a
+-- commitment, not content, and lets a retried send of a deleted message be recognised.
+-- Message ids are client-made and globally unique (the idempotency key).
 CREATE TABLE messages (
-    id                    TEXT    PRIMARY KEY,
     conversation_id       TEXT    NOT NULL,
     sequence              INTEGER NOT NULL,
+    id                    TEXT    NOT NULL UNIQUE,
     kind                  INTEGER NOT NULL,         -- 1 pairwise, 2 sender key, 3 system
     sender_user           TEXT    NOT NULL DEFAULT '',
     sender_device         TEXT    NOT NULL DEFAULT '',
@@ -58,30 +60,33 @@ CREATE TABLE messages (
     system_event          BLOB,
     envelope_count        INTEGER NOT NULL DEFAULT 0,
     ciphertext_bytes      INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (conversation_id, sequence)              -- history by sequence, either order
-);
+    PRIMARY KEY (conversation_id, sequence)
+) WITHOUT ROWID;
 CREATE INDEX messages_by_sender ON messages (sender_user, create_time);
 CREATE INDEX messages_expiring ON messages (expire_time)
     WHERE expire_time IS NOT NULL AND delete_time IS NULL;
 
--- Pairwise ciphertext, one row per recipient device. Deleted with the message's content.
+-- Pairwise ciphertext, one row per recipient device, beside its message's key.
 CREATE TABLE envelopes (
-    message_id        TEXT    NOT NULL,
+    conversation_id   TEXT    NOT NULL,
+    sequence          INTEGER NOT NULL,
     device_id         TEXT    NOT NULL,
     user_id           TEXT    NOT NULL,
     type              INTEGER NOT NULL,
     ciphertext        BLOB    NOT NULL,
     ciphertext_sha256 BLOB    NOT NULL,
-    PRIMARY KEY (message_id, device_id)
-);
+    PRIMARY KEY (conversation_id, sequence, device_id)
+) WITHOUT ROWID;
 
--- Per recipient user of a client message: first delivery and read time ("message info").
+-- Per recipient user of a client message, from its first delivery or read on: when it was
+-- first delivered to one of the user's devices and when the user's read position passed it.
 CREATE TABLE receipts (
-    message_id   TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
-    deliver_time REAL,
-    read_time    REAL,
-    PRIMARY KEY (message_id, user_id)
+    conversation_id TEXT    NOT NULL,
+    sequence        INTEGER NOT NULL,
+    user_id         TEXT    NOT NULL,
+    deliver_time    REAL,
+    read_time       REAL,
+    PRIMARY KEY (conversation_id, sequence, user_id)
 ) WITHOUT ROWID;
 
 -- One row per device inbox: its sequence counter (last_seq), acknowledged position and
@@ -105,7 +110,8 @@ CREATE TABLE inbox (
     seq             INTEGER NOT NULL,
     kind            INTEGER NOT NULL,               -- 1 message, 2 receipt, 3 read state
     conversation_id TEXT    NOT NULL,
-    message_id      TEXT,
+    message_id      TEXT,                           -- kind 1: the message,
+    message_seq     INTEGER,                        --   and its sequence
     sender_user     TEXT    NOT NULL DEFAULT '',
     payload         BLOB,
     create_time     REAL    NOT NULL,
