@@ -32,7 +32,8 @@ DEVICES_CONSUMER = "messaging.devices"
 async def build(shared: Shared) -> ServiceSpec:
     settings = shared.settings
     cfg = settings.messaging
-    store = await SqliteMessageStore.open(settings.db_path("messaging"))
+    store = await SqliteMessageStore.open(settings.db_path("messaging"),
+                                          write_linger_s=cfg.write_linger_s)
     # Events are relayed at most every 50 ms: at thousands of sends a second that is one
     # relay pass per ~100 events instead of one per commit.
     relay = OutboxRelay(store.db, shared.bus, min_interval_s=0.05)

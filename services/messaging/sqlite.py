@@ -396,8 +396,10 @@ class SqliteMessageStore:
         self.db = db
 
     @classmethod
-    async def open(cls, path: pathlib.Path) -> SqliteMessageStore:
-        return cls(await SqliteDatabase.open(path, migrations=[MIGRATIONS]))
+    async def open(cls, path: pathlib.Path, write_linger_s: float = 0.0) -> SqliteMessageStore:
+        db = await SqliteDatabase.open(path, migrations=[MIGRATIONS])
+        db.write_linger_s = write_linger_s
+        return cls(db)
 
     async def close(self) -> None:
         await self.db.close()

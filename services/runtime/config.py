@@ -105,6 +105,9 @@ class MessagingSettings(BaseModel):
     replay_page_size: int = 256
     # How often expired (disappearing) messages are erased.
     expiry_sweep_interval_s: float = 5.0
+    # Group commit: under sustained load the database writer waits this long for more
+    # sends/acks before committing (fewer, bigger commits for a little latency).
+    write_linger_s: float = 0.002
 
 
 class GroupSettings(BaseModel):

@@ -23,6 +23,7 @@ import pathlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -76,6 +77,10 @@ class SqliteDatabase:
         self._on_commit: list[Callable[[], None]] = []
         self._batch: BatchWriter | None = None
         self._reads: ReadPool | None = None
+        # Group commit: under sustained load the writer waits this long for more calls
+        # before it starts a batch (fewer, bigger commits; each commit writes every dirty
+        # page to the WAL). 0: never wait.
+        self.write_linger_s = 0.0
 
     @classmethod
     async def open(
@@ -115,7 +120,7 @@ class SqliteDatabase:
         error and nothing of the batch is kept."""
         if self._batch is None:
             assert self._reader is not None, "database is closed"
-            self._batch = BatchWriter(self.path, self._committed)
+            self._batch = BatchWriter(self.path, self._committed, linger_s=self.write_linger_s)
         return await self._batch.submit(fn)
 
     async def write_many(self, many: Many, item: Any) -> Any:
@@ -125,7 +130,7 @@ class SqliteDatabase:
         alone as `many(conn, [item])` in its own SAVEPOINT, so a bad item fails alone."""
         if self._batch is None:
             assert self._reader is not None, "database is closed"
-            self._batch = BatchWriter(self.path, self._committed)
+            self._batch = BatchWriter(self.path, self._committed, linger_s=self.write_linger_s)
         return await self._batch.submit_many(many, item)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -198,10 +203,12 @@ class BatchWriter:
     few multi-row statements."""
 
     def __init__(self, path: pathlib.Path, on_commit: Callable[[], None],
-                 max_batch: int = 512, checkpoint_interval_s: float = 0.25) -> None:
+                 max_batch: int = 512, checkpoint_interval_s: float = 0.25,
+                 linger_s: float = 0.0) -> None:
         self._path = path
         self._on_commit = on_commit
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -270,10 +277,14 @@ class BatchWriter:
         self._ready.set()
         try:
             stopping = False
+            busy_until = 0.0
             while not stopping:
                 item = self._queue.get()
                 if item is _STOP:
                     break
+                if self._linger_s and time.monotonic() < busy_until:
+                    time.sleep(self._linger_s)  # sustained load: let the batch fill up
+                busy_until = time.monotonic() + 10 * self._linger_s
                 batch = [item]
                 while len(batch) < self._max_batch:
                     try:
