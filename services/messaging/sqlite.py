@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from services.messaging.store import (
+    READ_SPAN,
     Acknowledged,
     AckPlanner,
     Appended,
@@ -504,7 +505,7 @@ class SqliteMessageStore:
             c.execute("UPDATE members SET read_sequence = ?, read_time = ?"
                       " WHERE conversation_id = ? AND user_id = ?",
                       (read_sequence, now, conversation_id, user_id))
-            low = max(old, joined)
+            low = max(old, joined, read_sequence - READ_SPAN)
             if record_read_time:
                 c.execute(
                     "INSERT INTO receipts (conversation_id, sequence, user_id, read_time)"

@@ -29,6 +29,12 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 
+# One MarkRead looks at no more than the newest this-many entries of the range it newly
+# covers (read times, READ receipt senders): a client jumping over a huge backlog must not
+# stall the writer. Older entries of such a jump get no read time.
+READ_SPAN = 1000
+
+
 class ConversationType(enum.IntEnum):
     DIRECT = 1
     GROUP = 2
@@ -348,8 +354,8 @@ class MessageStore(Protocol):
                         plan: ReadPlanner) -> ReadMarked | NotMember | SequenceAhead:
         """Move the user's read position forward to read_sequence (never back). When it moved:
         record read_time on the user's receipts of the newly read client messages of others
-        sent after the user joined (if `record_read_time`), and queue/add what `plan`
-        returns."""
+        sent after the user joined (if `record_read_time`; at most the newest READ_SPAN
+        entries), and queue/add what `plan` returns."""
 
     async def delete_message(self, message_id: str, now: float) -> MessageRow | None:
         """Make the message a tombstone (delete_time = now unless already set): its
