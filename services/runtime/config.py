@@ -136,6 +136,24 @@ class PostgresSettings(BaseModel):
 class MessagingSettings(BaseModel):
     """The messaging service (services/messaging)."""
 
+    # Cap on the ciphertext bytes of one SendMessage (all envelopes together); each envelope
+    # is also capped at 64 KiB by the contract.
+    max_send_bytes: int = 2 * 1024 * 1024
+    # Active device lists fetched from auth are cached this long (dropped on devices.changed).
+    device_cache_ttl_s: float = 60.0
+    # In-process cache of conversation membership/settings; writes re-check it in their
+    # transaction, so this only bounds how long another replica's change can go unseen by reads.
+    conversation_cache_ttl_s: float = 30.0
+    # Idle Subscribe streams get a Keepalive this often (and re-check the store and revocation).
+    keepalive_s: float = 15.0
+    # Inbox entries read per query when replaying a backlog.
+    replay_page_size: int = 256
+    # How often expired (disappearing) messages are erased.
+    expiry_sweep_interval_s: float = 5.0
+    # Group commit: under sustained load the database writer waits this long for more
+    # sends/acks before committing (fewer, bigger commits for a little latency).
+    write_linger_s: float = 0.002
+
 
 class GroupSettings(BaseModel):
     """The group service (services/group)."""

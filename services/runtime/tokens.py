@@ -3,7 +3,13 @@
 Tokens are JWTs signed with Ed25519 (alg EdDSA, header typ `at+jwt` per RFC 9068). The
 verifier allows only EdDSA, requires iss, aud, exp, iat, sub, sid and jti, checks them,
 looks the key up by kid in the auth service's published JWKS, and refuses tokens of
-revoked devices. Issuing lives in the auth service; only verifying is shared."""
+revoked devices. Issuing lives in the auth service; only verifying is shared.
+
+A token that verified once is remembered (bounded, until its exp + leeway): decoding and
+checking an EdDSA JWT costs more than the rest of a typical call, and a client presents the
+same token on every call until it renews it. The revocation list is still consulted on every
+call. Consequence: a token whose signing key is withdrawn from the JWKS stays accepted by a
+verifier that already saw it until it expires (access tokens live minutes)."""
 
 from __future__ import annotations
 
@@ -73,13 +79,33 @@ class JwksKeySource:
 
 class TokenVerifier:
     def __init__(self, keys: JwksKeySource, issuer: str, audience: str,
-                 revocations: RevocationList) -> None:
+                 revocations: RevocationList, *, cache_size: int = 10_000,
+                 clock: Callable[[], float] = time.time) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._revocations = revocations
+        self._verified: dict[str, tuple[float, Principal]] = {}
+        self._cache_size = cache_size
+        self._clock = clock
 
     async def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] > self._clock():
+            who = hit[1]
+        else:
+            who, exp = await self._decode(token)
+            if self._cache_size:
+                if hit is not None:
+                    del self._verified[token]
+                while len(self._verified) >= self._cache_size:
+                    del self._verified[next(iter(self._verified))]  # the oldest
+                self._verified[token] = (exp + LEEWAY_S, who)
+        if await self._revocations.is_revoked(who.device_id):
+            raise Unauthenticated("this device has been revoked", reason="DEVICE_REVOKED")
+        return who
+
+    async def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:
@@ -101,11 +127,12 @@ class TokenVerifier:
             raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated("invalid access token", reason="TOKEN_INVALID") from e
-        device_id = str(claims["sid"])
-        if await self._revocations.is_revoked(device_id):
-            raise Unauthenticated("this device has been revoked", reason="DEVICE_REVOKED")
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("invalid access token", reason="TOKEN_INVALID")
-        return Principal(user_id=str(claims["sub"]), device_id=device_id,
-                         token_id=str(claims["jti"]), roles=frozenset(roles))
+        try:
+            exp = float(claims["exp"])
+        except (TypeError, ValueError):
+            raise Unauthenticated("invalid access token", reason="TOKEN_INVALID") from None
+        return Principal(user_id=str(claims["sub"]), device_id=str(claims["sid"]),
+                         token_id=str(claims["jti"]), roles=frozenset(roles)), exp
