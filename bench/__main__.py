@@ -15,7 +15,7 @@ import platform
 import subprocess
 
 from bench import scenarios
-from bench.mesh_process import ZynkUp
+from tests.support.zynkup import ZynkUp
 
 
 def machine() -> dict:

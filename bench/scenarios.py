@@ -29,7 +29,7 @@ from bench.actors import (
     parse_payload,
     payload,
 )
-from bench.mesh_process import ZynkUp, free_port
+from tests.support.zynkup import ZynkUp, free_port
 from zynk.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 
 

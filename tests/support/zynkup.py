@@ -1,5 +1,6 @@
-"""A real `zynk up` in a child process for the benchmarks: free loopback ports, a throwaway
-data directory, and the resident memory of the process (what the memory figures measure)."""
+"""A real `zynk up` in a child process, as an operator runs it: free loopback ports, a data
+directory that outlives a crash (kill -9, then start again on the same data), its log, and
+the resident memory of the process. Used by the restart tests and by bench/."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import httpx
 SERVICES = ("auth", "messaging", "call", "file", "group", "presence", "proximity",
             "notification", "search", "analytics", "identity", "audit")
 
-# Logins are not what we measure: cheap argon2 and no rate limits so that setting up thousands
-# of devices takes seconds. Everything on the measured paths runs with production settings.
-BENCH_ENV = {
+# Cheap argon2 and no rate limits: logins are not what tests and benchmarks measure (setting up
+# thousands of devices takes seconds), and a load generator sends faster than one device may.
+# Everything else runs with production settings.
+FAST_LOGIN_ENV = {
     "ZYNK_AUTH__ARGON2_TIME_COST": "1",
     "ZYNK_AUTH__ARGON2_MEMORY_KIB": "8192",
     "ZYNK_AUTH__ARGON2_PARALLELISM": "1",
@@ -28,7 +30,8 @@ BENCH_ENV = {
 }
 for limit in ("login_per_account", "login_per_address", "register_per_address",
               "refresh_per_device", "prekey_claims_per_user", "sends_per_device"):
-    BENCH_ENV[f"ZYNK_RATE_LIMITS__{limit.upper()}"] = '{"per_second": 1000000, "burst": 1000000}'
+    FAST_LOGIN_ENV[f"ZYNK_RATE_LIMITS__{limit.upper()}"] = (
+        '{"per_second": 1000000, "burst": 1000000}')
 
 
 def free_port() -> int:
@@ -47,9 +50,9 @@ def rss_bytes(pid: int) -> int:
 class ZynkUp:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
-        self._tmp = tempfile.TemporaryDirectory(prefix="zynk-bench-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="zynk-up-")
         self.data_dir = pathlib.Path(self._tmp.name)
-        self.env = {**os.environ, **BENCH_ENV, **(extra_env or {}),
+        self.env = {**os.environ, **FAST_LOGIN_ENV, **(extra_env or {}),
                     "ZYNK_DATA_DIR": str(self.data_dir)}
         for name, port in self.ports.items():
             self.env[f"ZYNK_PORTS__{name.upper()}"] = str(port)
@@ -62,24 +65,38 @@ class ZynkUp:
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.data_dir / "zynk.log"
+
     def start(self, timeout_s: float = 60) -> ZynkUp:
-        self._log = open(self.data_dir / "zynk.log", "wb")  # noqa: SIM115
+        """Start (or start again after kill(): same ports, same data)."""
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "up"], env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"zynk up exited: {(self.data_dir / 'zynk.log').read_text()}")
+                raise RuntimeError(f"zynk up exited: {self.log_path.read_text()[-4000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.gateway}/readyz", timeout=1).status_code == 200:
                     return self
             time.sleep(0.2)
-        self.stop()
+        self.kill()
         raise TimeoutError("zynk up did not become ready")
 
     def rss(self) -> int:
         assert self.proc is not None
         return rss_bytes(self.proc.pid)
+
+    def kill(self) -> None:
+        """kill -9: no drain, no clean shutdown; the data directory stays."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        with contextlib.suppress(Exception):
+            self._log.close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
