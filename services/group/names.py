@@ -1,72 +1,39 @@
-"""Resource names of the group API: parsing and formatting only. `users/me` is kept as given
-(`ME`); the domain resolves it to the caller. The contract's buf.validate patterns already
-ran; parsing here turns a name into ids and still refuses what does not fit."""
+"""Resource names of the group API, on the runtime's templates. `users/me` is kept as given
+(`ME`); the domain resolves it to the caller."""
 
 from __future__ import annotations
 
-import re
+from services.runtime.names import CONVERSATION, GROUP, INVITE, ME, MEMBER, USER
 
-from services.runtime.errors import InvalidArgument
-
-ME = "me"
-_SEG = r"([A-Za-z0-9-]{1,64})"
-_GROUP = re.compile(rf"^groups/{_SEG}$")
-_USER = re.compile(rf"^users/{_SEG}$")
-_MEMBER = re.compile(rf"^groups/{_SEG}/members/{_SEG}$")
-_INVITE = re.compile(rf"^groups/{_SEG}/invites/{_SEG}$")
-
-
-def _bad(field: str, value: str, pattern: str) -> InvalidArgument:
-    return InvalidArgument(f"{field} must look like {pattern}, got {value!r}",
-                           field_violations=[(field, f"must look like {pattern}")],
-                           reason="INVALID_NAME")
+__all__ = ["ME", "parse_group", "parse_user", "parse_member", "parse_invite", "group_name",
+           "user_name", "member_name", "invite_name", "conversation_name"]
 
 
 def parse_group(name: str, field: str) -> str:
-    m = _GROUP.match(name)
-    if not m:
-        raise _bad(field, name, "groups/{group}")
-    return m.group(1)
+    return GROUP.parse_id(name, field)
 
 
 def parse_user(name: str, field: str) -> str:
-    m = _USER.match(name)
-    if not m:
-        raise _bad(field, name, "users/{user}")
-    return m.group(1)
+    return USER.parse_id(name, field)
 
 
 def parse_member(name: str, field: str) -> tuple[str, str]:
-    m = _MEMBER.match(name)
-    if not m:
-        raise _bad(field, name, "groups/{group}/members/{user}")
-    return m.group(1), m.group(2)
+    group, user = MEMBER.parse(name, field)
+    return group, user
 
 
 def parse_invite(name: str, field: str) -> tuple[str, str]:
-    m = _INVITE.match(name)
-    if not m:
-        raise _bad(field, name, "groups/{group}/invites/{invite}")
-    return m.group(1), m.group(2)
+    group, invite = INVITE.parse(name, field)
+    return group, invite
 
 
-def group_name(group_id: str) -> str:
-    return f"groups/{group_id}"
-
-
-def user_name(user_id: str) -> str:
-    return f"users/{user_id}"
-
-
-def member_name(group_id: str, user_id: str) -> str:
-    return f"groups/{group_id}/members/{user_id}"
-
-
-def invite_name(group_id: str, invite_id: str) -> str:
-    return f"groups/{group_id}/invites/{invite_id}"
+group_name = GROUP.format
+user_name = USER.format
+member_name = MEMBER.format
+invite_name = INVITE.format
 
 
 def conversation_name(group_id: str) -> str:
     """A group's conversation has the group's UUID (messaging creates it on the first
     ApplyGroupMembershipChange), so no lookup is ever needed to name it."""
-    return f"conversations/{group_id}"
+    return CONVERSATION.format(group_id)

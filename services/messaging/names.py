@@ -1,81 +1,48 @@
-"""Resource names of the messaging API: parsing and formatting only. `users/me` is kept as
+"""Resource names of the messaging API, on the runtime's templates. `users/me` is kept as
 `me`; the domain resolves it to the caller."""
 
 from __future__ import annotations
 
-import re
+from services.runtime.names import (
+    CONVERSATION,
+    DEVICE,
+    GROUP,
+    ME,
+    MESSAGE,
+    RECEIPT,
+    USER,
+)
 
-from services.runtime.errors import InvalidArgument
-
-ME = "me"
-_SEG = r"([A-Za-z0-9-]{1,64})"
-_CONVERSATION = re.compile(rf"^conversations/{_SEG}$")
-_MESSAGE = re.compile(rf"^conversations/{_SEG}/messages/{_SEG}$")
-_USER = re.compile(rf"^users/{_SEG}$")
-_DEVICE = re.compile(rf"^users/{_SEG}/devices/{_SEG}$")
-_GROUP = re.compile(rf"^groups/{_SEG}$")
-
-
-def _bad(field: str, value: str, pattern: str) -> InvalidArgument:
-    return InvalidArgument(f"{field} must look like {pattern}, got {value[:100]!r}",
-                           field_violations=[(field, f"must look like {pattern}")],
-                           reason="INVALID_NAME")
+__all__ = ["ME", "parse_conversation", "parse_message", "parse_user", "parse_device",
+           "parse_group", "conversation_name", "message_name", "receipt_name", "user_name",
+           "device_name", "group_name"]
 
 
 def parse_conversation(name: str, field: str) -> str:
-    m = _CONVERSATION.match(name)
-    if not m:
-        raise _bad(field, name, "conversations/{conversation}")
-    return m.group(1)
+    return CONVERSATION.parse_id(name, field)
 
 
 def parse_message(name: str, field: str) -> tuple[str, str]:
-    m = _MESSAGE.match(name)
-    if not m:
-        raise _bad(field, name, "conversations/{conversation}/messages/{message}")
-    return m.group(1), m.group(2).lower()
+    conversation, message = MESSAGE.parse(name, field)
+    return conversation, message.lower()  # message ids are UUIDs: one spelling
 
 
 def parse_user(name: str, field: str) -> str:
-    m = _USER.match(name)
-    if not m:
-        raise _bad(field, name, "users/{user}")
-    return m.group(1)
+    return USER.parse_id(name, field)
 
 
 def parse_device(name: str, field: str) -> tuple[str, str]:
-    m = _DEVICE.match(name)
-    if not m:
-        raise _bad(field, name, "users/{user}/devices/{device}")
-    return m.group(1), m.group(2)
+    user, device = DEVICE.parse(name, field)
+    return user, device
 
 
 def parse_group(name: str, field: str) -> str:
-    m = _GROUP.match(name)
-    if not m:
-        raise _bad(field, name, "groups/{group}")
-    return m.group(1)
+    return GROUP.parse_id(name, field)
 
 
-def conversation_name(conversation_id: str) -> str:
-    return f"conversations/{conversation_id}"
-
-
-def message_name(conversation_id: str, message_id: str) -> str:
-    return f"conversations/{conversation_id}/messages/{message_id}"
-
-
-def receipt_name(conversation_id: str, message_id: str, user_id: str) -> str:
-    return f"conversations/{conversation_id}/messages/{message_id}/receipts/{user_id}"
-
-
-def user_name(user_id: str) -> str:
-    return f"users/{user_id}"
-
-
-def device_name(user_id: str, device_id: str) -> str:
-    return f"users/{user_id}/devices/{device_id}"
-
-
-def group_name(group_id: str) -> str:
-    return f"groups/{group_id}"
+conversation_name = CONVERSATION.format
+message_name = MESSAGE.format
+receipt_name = RECEIPT.format
+user_name = USER.format
+device_name = DEVICE.format
+group_name = GROUP.format
