@@ -17,6 +17,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 
 import aiosqlite
 from google.protobuf.message import Message
@@ -49,6 +50,24 @@ async def add_event(tx, topic: str, key: str, payload: Message,
             " VALUES ($1, $2, $3, $4, $5)",
             event_id, topic, key, payload.DESCRIPTOR.full_name, data)
     return event_id
+
+
+async def add_events(tx, events: Sequence[tuple[str, str, Message, str]]) -> None:
+    """Several `add_event`s, (topic, key, payload, event_id) each, in the caller's
+    transaction and in the given order; on PostgreSQL one multi-row statement."""
+    if not events:
+        return
+    if isinstance(tx, aiosqlite.Connection):
+        await tx.executemany(_INSERT, [_row(t, k, p, e) for t, k, p, e in events])
+        return
+    # ORDER BY the input position: identities (seq, the relay's order) follow it.
+    await tx.execute(
+        "INSERT INTO outbox (event_id, topic, key, type_name, payload)"
+        " SELECT e, t, k, n, p FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::bytea[]) WITH ORDINALITY AS x(e, t, k, n, p, i) ORDER BY i",
+        [e for _, _, _, e in events], [t for t, _, _, _ in events],
+        [k for _, k, _, _ in events], [p.DESCRIPTOR.full_name for _, _, p, _ in events],
+        [p.SerializeToString(deterministic=True) for _, _, p, _ in events])
 
 
 _INSERT = ("INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
