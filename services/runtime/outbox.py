@@ -60,14 +60,25 @@ async def add_events(tx, events: Sequence[tuple[str, str, Message, str]]) -> Non
     if isinstance(tx, aiosqlite.Connection):
         await tx.executemany(_INSERT, [_row(t, k, p, e) for t, k, p, e in events])
         return
+    await tx.execute(pg_insert_events(1), *pg_event_arrays(events))
+
+
+def pg_insert_events(first: int) -> str:
+    """The PostgreSQL INSERT of events given as the five arrays of `pg_event_arrays`, bound
+    from parameter $`first` on; usable as a WITH sub-statement, so an adapter can write its
+    events in the same statement (one round trip) as its own rows."""
+    e, t, k, n, p = (f"${first + i}" for i in range(5))
     # ORDER BY the input position: identities (seq, the relay's order) follow it.
-    await tx.execute(
-        "INSERT INTO outbox (event_id, topic, key, type_name, payload)"
-        " SELECT e, t, k, n, p FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-        " $5::bytea[]) WITH ORDINALITY AS x(e, t, k, n, p, i) ORDER BY i",
-        [e for _, _, _, e in events], [t for t, _, _, _ in events],
-        [k for _, k, _, _ in events], [p.DESCRIPTOR.full_name for _, _, p, _ in events],
-        [p.SerializeToString(deterministic=True) for _, _, p, _ in events])
+    return ("INSERT INTO outbox (event_id, topic, key, type_name, payload)"
+            f" SELECT e, t, k, n, p FROM unnest({e}::text[], {t}::text[], {k}::text[],"
+            f" {n}::text[], {p}::bytea[]) WITH ORDINALITY AS x(e, t, k, n, p, i) ORDER BY i")
+
+
+def pg_event_arrays(events: Sequence[tuple[str, str, Message, str]]) -> list[list]:
+    """(topic, key, payload, event_id) events as the arrays `pg_insert_events` binds."""
+    return [[e for _, _, _, e in events], [t for t, _, _, _ in events],
+            [k for _, k, _, _ in events], [p.DESCRIPTOR.full_name for _, _, p, _ in events],
+            [p.SerializeToString(deterministic=True) for _, _, p, _ in events]]
 
 
 _INSERT = ("INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
