@@ -15,11 +15,12 @@ What the SQLite adapter gets from its single writer is explicit here:
   reader never sees seq N+1 committed while N is in flight (the Subscribe stream relies on
   it). One allocation per transaction, taken after every other lock of the transaction:
   two allocations could lock two devices in opposite orders.
-- Message ids: `message_ids` (unpartitioned) has the global primary key; `INSERT ... ON
-  CONFLICT DO NOTHING` decides between concurrent retries of one id (the second waits for
-  the first to commit, then finds it: Existing). A send batch checks ids first; an id that
-  another transaction took between that check and the insert rolls the batch back and runs
-  it again (it then finds the id).
+- Message ids: `message_ids` (unpartitioned) holds the global primary key, and its
+  `INSERT ... ON CONFLICT DO NOTHING` decides: of two concurrent sends of one id, the
+  second waits for the first to commit and finds the id taken. A send batch locks its
+  conversations first (a retry of the same message queues there, behind the original),
+  inserts without looking ids up, and when an id turns out taken rolls back and runs again,
+  looking ids up first this time (Existing).
 - Direct conversations: `direct_key` is UNIQUE, so two CreateConversations for one pair
   create one (the other's insert does nothing: Stale, and the domain reads the winner).
 - ApplyGroupMembershipChange: the change id is inserted into `group_changes` first; a
@@ -29,15 +30,21 @@ What the SQLite adapter gets from its single writer is explicit here:
   the first delivery or read wins and times never move; `acked_seq` only grows
   (GREATEST). Receipt rows are written in key order in every transaction (no deadlocks).
 - Lock order, the same in every transaction: group change id, conversation rows, member
-  row, inbox entries being deleted, receipts, inbox heads. Waits therefore never form a
-  cycle. (`forget_device` takes its inbox head before the last sweep of its entries and
-  skips entries an acknowledgement holds: that acknowledgement deletes them.)
+  rows, message ids, inbox entries being deleted, receipts, inbox heads; rows of one kind in
+  key order. Waits therefore never form a cycle. (`forget_device` takes its inbox head
+  before its last sweep of the entries, which skips entries an acknowledgement holds: that
+  acknowledgement deletes them.)
 
-Batching: sends and acknowledgements are coalesced per process (`_Batcher`): concurrent
-calls run as one transaction per batch (a few multi-row statements over `unnest(...)`),
-at most `inflight` batches at a time, as SQLite's `write_many` does. A batch that fails
-for any reason but an unreachable database is run again item by item, so a bad item fails
-alone. Reads are single statements on the pool.
+Batching: sends and acknowledgements are coalesced per process (`_Batcher`): the calls that
+arrive while a batch runs form the next one (at most `inflight` batches at a time), and a
+batch is one transaction of a few multi-row statements over `unnest(...)`, whatever its
+size: a send batch is BEGIN, lock the conversations, one statement for message ids,
+messages, envelopes and counters, one for inbox heads, entries and outbox events, COMMIT;
+an acknowledgement batch is BEGIN, read the heads, one statement deleting the entries and
+recording first deliveries (and reading the senders' devices), the inbox/outbox one,
+COMMIT. This is what SQLite's `write_many` does. A batch that fails for any reason but an
+unavailable database runs again item by item, so a bad item fails alone. Reads are single
+statements on the pool.
 
 DevicesOf (planners): the devices of the users a planner may ask about are read before it
 runs (acknowledgements: the senders of the acknowledged entries; MarkRead: the reader and
@@ -118,7 +125,8 @@ _BY_IDS = (f"SELECT {cols('m', MSG_FIELDS)} FROM message_ids i {_JOIN_MSG}"
 
 
 class _IdTaken(Exception):
-    """Another transaction stored one of the batch's message ids after the batch checked."""
+    """One of the batch's message ids was taken (by a concurrent send or long ago): run the
+    batch again, looking the ids up first."""
 
 
 class _Rollback(Exception):
@@ -244,18 +252,6 @@ async def _load(c, conversation_id: str) -> ConversationState | None:
         r[n]: Member(r[n], r[n + 1], r[n + 2]) for r in found if r[n] is not None})
 
 
-async def _devices_map(c, user_ids) -> dict[str, list[str]]:
-    """Devices with an inbox that is not revoked, by user (receipts and read positions go
-    to them)."""
-    out: dict[str, list[str]] = {u: [] for u in user_ids}
-    if out:
-        for r in await c.fetch(
-                "SELECT user_id, device_id FROM inboxes WHERE NOT revoked"
-                " AND user_id = ANY($1::text[]) ORDER BY user_id, device_id", list(out)):
-            out[r[0]].append(r[1])
-    return out
-
-
 def _devices_of(known: dict[str, list[str]]):
     def devices_of(user_id: str) -> list[str]:
         try:
@@ -275,65 +271,75 @@ class _Head:
     acked: int = 0  # acknowledged position to move to
 
 
+# The transaction's one allocation of inbox seqs, the entries it numbers and the outbox
+# events, in one statement. `h` bumps (or creates) each device's head in device order and
+# holds its lock until commit; entry k (1-based) of n for a device gets last_seq - n + k;
+# a revoked inbox takes nothing. $1-$5: heads; $6-$15: entries; $16: now; $17-$21: events.
+_QUEUE_SQL = f"""
+WITH h AS (
+    INSERT INTO inboxes AS i (device_id, user_id, last_seq, pending, acked_seq)
+    SELECT d, u, n, n - r, a FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                                         $5::bigint[]) AS v(d, u, n, r, a)
+    ORDER BY d
+    ON CONFLICT (device_id) DO UPDATE SET
+        last_seq = i.last_seq + CASE WHEN i.revoked THEN 0 ELSE excluded.last_seq END,
+        pending = CASE WHEN i.revoked THEN 0 ELSE i.pending + excluded.pending END,
+        acked_seq = GREATEST(i.acked_seq, excluded.acked_seq)
+    RETURNING device_id, last_seq, revoked, pending),
+e AS (
+    INSERT INTO inbox (device_id, seq, kind, conversation_id, message_id, message_seq,
+                       message_time, sender_user, payload, create_time)
+    SELECT v.d, h.last_seq - v.n + v.k, v.kind, v.cv, v.mi, v.ms, v.mt, v.su, v.p, $16
+    FROM unnest($6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[],
+                $11::text[], $12::bigint[], $13::float8[], $14::text[], $15::bytea[])
+         AS v(d, k, n, kind, cv, mi, ms, mt, su, p)
+    JOIN h ON h.device_id = v.d WHERE NOT h.revoked),
+o AS ({outbox.pg_insert_events(17)})
+SELECT device_id, last_seq, revoked, pending FROM h
+"""
+
+
 async def _queue(c, entries: Sequence[NewEntry], now: float, *,
+                 events: Sequence[OutboxEvent] = (),
                  times: Mapping[str, float] | None = None,
                  heads: dict[str, _Head] | None = None,
                  ensure: dict[str, str] | None = None) -> tuple[list[QueuedEntry | None],
                                                                 dict[str, int]]:
-    """Queue inbox entries: the transaction's one allocation of inbox seqs (see the module
-    docstring). One QueuedEntry per entry, None for a revoked device's (it takes nothing).
-    `times`: message id -> create_time of the MESSAGE entries' messages (their partition).
-    `heads`: acknowledging devices' head changes, applied in the same statement. `ensure`:
-    device id -> user id of inboxes that must exist (a sender's, so it gets receipts).
-    Returns the queued entries and the devices' `pending` after the change."""
+    """Queue inbox entries and write `events` to the outbox: the transaction's one
+    allocation of inbox seqs (see the module docstring). One QueuedEntry per entry, None for
+    a revoked device's (it takes nothing). `times`: message id -> create_time of the MESSAGE
+    entries' messages (their partition). `heads`: acknowledging devices' head changes,
+    applied in the same statement. `ensure`: device id -> user id of inboxes that must exist
+    (a sender's, so it gets receipts). Returns the queued entries and the devices' `pending`
+    after the change."""
     heads = dict(heads or {})
     for d, u in (ensure or {}).items():
         heads.setdefault(d, _Head(u))
+    index: list[int] = []  # entry i is entry index[i] (1-based) of its device
     for e in entries:
-        heads.setdefault(e.device_id, _Head(e.user_id)).new += 1
+        head = heads.setdefault(e.device_id, _Head(e.user_id))
+        head.new += 1
+        index.append(head.new)
     if not heads:
+        await _outbox(c, events)
         return [], {}
+    times = times or {}
     order = sorted(heads)
     found = await c.fetch(
-        "INSERT INTO inboxes AS i (device_id, user_id, last_seq, pending, acked_seq)"
-        " SELECT d, u, n, n - r, a FROM unnest($1::text[], $2::text[], $3::bigint[],"
-        " $4::bigint[], $5::bigint[]) AS v(d, u, n, r, a) ORDER BY d"
-        " ON CONFLICT (device_id) DO UPDATE SET"
-        " last_seq = i.last_seq + CASE WHEN i.revoked THEN 0 ELSE excluded.last_seq END,"
-        " pending = CASE WHEN i.revoked THEN 0 ELSE i.pending + excluded.pending END,"
-        " acked_seq = GREATEST(i.acked_seq, excluded.acked_seq)"
-        " RETURNING device_id, last_seq, revoked, pending",
-        order, [heads[d].user_id for d in order], [heads[d].new for d in order],
-        [heads[d].removed for d in order], [heads[d].acked for d in order])
-    # The first seq each device hands out now (None: revoked).
-    nxt: dict[str, int | None] = {}
-    pending: dict[str, int] = {}
-    for r in found:
-        nxt[r[0]] = None if r[2] else r[1] - heads[r[0]].new + 1
-        pending[r[0]] = r[3]
+        _QUEUE_SQL, order, [heads[d].user_id for d in order], [heads[d].new for d in order],
+        [heads[d].removed for d in order], [heads[d].acked for d in order],
+        [e.device_id for e in entries], index, [heads[e.device_id].new for e in entries],
+        [int(e.kind) for e in entries], [e.conversation_id for e in entries],
+        [e.message_id or None for e in entries], [e.message_seq or None for e in entries],
+        [times[e.message_id] if e.message_id else None for e in entries],
+        [e.sender_user for e in entries], [e.payload or None for e in entries], now,
+        *outbox.pg_event_arrays([(v.topic, v.key, v.payload, v.event_id) for v in events]))
+    last = {r[0]: None if r[2] else r[1] for r in found}  # None: revoked
     queued: list[QueuedEntry | None] = []
-    times = times or {}
-    cols_: tuple[list, ...] = tuple([] for _ in range(9))
-    for e in entries:
-        seq = nxt[e.device_id]
-        if seq is None:
-            queued.append(None)
-            continue
-        nxt[e.device_id] = seq + 1
-        queued.append(QueuedEntry(seq, e))
-        for col, v in zip(cols_, (e.device_id, seq, int(e.kind), e.conversation_id,
-                                  e.message_id or None, e.message_seq or None,
-                                  times[e.message_id] if e.message_id else None,
-                                  e.sender_user, e.payload or None), strict=True):
-            col.append(v)
-    if cols_[0]:
-        await c.execute(
-            "INSERT INTO inbox (device_id, seq, kind, conversation_id, message_id, message_seq,"
-            " message_time, sender_user, payload, create_time)"
-            " SELECT *, $10::float8 FROM unnest($1::text[], $2::bigint[], $3::smallint[],"
-            " $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::bytea[])",
-            *cols_, now)
-    return queued, pending
+    for e, k in zip(entries, index, strict=True):
+        top = last[e.device_id]
+        queued.append(None if top is None else QueuedEntry(top - heads[e.device_id].new + k, e))
+    return queued, {r[0]: r[3] for r in found}
 
 
 async def _outbox(c, events: Sequence[OutboxEvent]) -> None:
@@ -352,14 +358,19 @@ class _Append:
     events: EventsFor
 
 
-async def _append_many(c, items: list[_Append], known: set[str]) -> list:
-    existing = {r[0]: rows.msg(r) for r in await c.fetch(
-        _BY_IDS, list(dict.fromkeys(it.message.id for it in items)))}
-    conv_ids = sorted({it.message.conversation_id for it in items
-                       if it.message.id not in existing})
+async def _append_many(c, items: list[_Append], known: set[str], check_ids: bool) -> list:
+    """The batch's sends in one transaction. The message ids are looked up first only when
+    `check_ids` (a rerun after an id was found taken) or when an item is Stale (an existing
+    id answers before a version check, as on SQLite); otherwise the insert into message_ids
+    finds out, and a taken id reruns the batch (_IdTaken)."""
     convs = {r[0]: [r[1], r[2], r[3], r[4]] for r in await c.fetch(
         "SELECT id, last_sequence, version, closed, message_ttl_s FROM conversations"
-        " WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE", conv_ids)}
+        " WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+        sorted({it.message.conversation_id for it in items}))}
+    existing: dict[str, MessageRow] = {}
+    if check_ids or any(_stale(convs.get(it.message.conversation_id), it) for it in items):
+        existing = {r[0]: rows.msg(r) for r in await c.fetch(
+            _BY_IDS, list(dict.fromkeys(it.message.id for it in items)))}
     results: list = []
     appended: dict[str, MessageRow] = {}
     touched: dict[str, tuple[int, float]] = {}
@@ -375,7 +386,7 @@ async def _append_many(c, items: list[_Append], known: set[str]) -> list:
             results.append(Existing(found))
             continue
         conv = convs.get(m.conversation_id)
-        if conv is None or conv[1] != it.expected_version or conv[2]:
+        if _stale(conv, it):
             results.append(Stale())
             continue
         conv[0] += 1
@@ -436,11 +447,16 @@ async def _append_many(c, items: list[_Append], known: set[str]) -> list:
             [touched[i][1] for i in ids])
         if stored != len(appended):
             raise _IdTaken()
-    queued, _ = await _queue(c, entries, max(it.now for it in items), ensure=senders,
+    queued, _ = await _queue(c, entries, max(it.now for it in items), events=events,
+                             ensure=senders,
                              times={i: r.create_time for i, r in appended.items()})
-    await _outbox(c, events)
     return [Appended(r[0], [q for q in queued[r[1]:r[2]] if q is not None])
             if isinstance(r, tuple) else r for r in results]
+
+
+def _stale(conv: list | None, item: _Append) -> bool:
+    """The conversation (locked: [last_sequence, version, closed, ttl]) moved or closed."""
+    return conv is None or conv[1] != item.expected_version or conv[2]
 
 
 # -- acknowledgements -------------------------------------------------------------------------
@@ -457,7 +473,8 @@ class _Ack:
 
 # Deletes the acknowledged entries and records first deliveries in one statement: the
 # receipt rows are written in key order (see the module docstring), only where no delivery
-# was recorded yet. Rows: kind 0 = a deleted entry, kind 1 = a first delivery.
+# was recorded yet. It also reads the devices of the entries' senders (the planner's
+# devices_of). Rows: 0 = a deleted entry, 1 = a first delivery, 2 = a sender's device.
 _ACK_SQL = """
 WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[])
            AS v(d, u, usr, t)),
@@ -476,6 +493,9 @@ SELECT 0, device_id, seq, kind, conversation_id, message_id, message_seq, sender
 FROM del
 UNION ALL
 SELECT 1, user_id, NULL, NULL, conversation_id, NULL, sequence, NULL FROM rec
+UNION ALL
+SELECT 2, user_id, NULL, NULL, NULL, device_id, NULL, NULL FROM inboxes
+WHERE NOT revoked AND user_id IN (SELECT sender_user FROM del WHERE sender_user <> '')
 """
 
 
@@ -495,6 +515,7 @@ async def _ack_many(c, items: list[_Ack]) -> list:
             heads[it.device_id][1] = it.up_to
     removed: dict[int, list] = {i: [] for ix in ranges.values() for i in ix}
     first: set[tuple[str, int, str]] = set()
+    senders: dict[str, list[str]] = {}  # sender -> devices (with an inbox, not revoked)
     changes: dict[str, _Head] = {}
     if ranges:
         order = sorted(ranges)
@@ -504,17 +525,23 @@ async def _ack_many(c, items: list[_Ack]) -> list:
             [max(items[i].now for i in ranges[d]) for d in order])
         for d in order:
             changes[d] = _Head(items[ranges[d][0]].user_id, acked=heads[d][1])
-        for r in sorted(found, key=lambda r: (r[0], r[2] or 0)):
+        for r in sorted(found, key=lambda r: (r[0], r[2] or 0, r[5] or "")):
             if r[0] == 1:
                 first.add((r[4], r[6], r[1]))
+                continue
+            if r[0] == 2:
+                senders.setdefault(r[1], []).append(r[5])
                 continue
             changes[r[1]].removed += 1
             # The first item of the device whose range covers the entry.
             owner = next((i for i in ranges[r[1]] if r[2] <= items[i].up_to),
                          ranges[r[1]][-1])
             removed[owner].append(r)
-    senders = {r[7] for rs in removed.values() for r in rs if r[7]}
-    devices_of = _devices_of(await _devices_map(c, senders) if senders else {})
+    for rs in removed.values():
+        for r in rs:
+            if r[7]:
+                senders.setdefault(r[7], [])
+    devices_of = _devices_of(senders)
     entries: list[NewEntry] = []
     events: list[OutboxEvent] = []
     spans: dict[int, tuple[int, int]] = {}
@@ -532,8 +559,8 @@ async def _ack_many(c, items: list[_Ack]) -> list:
             entries += fan.entries
             events += fan.events
         spans[i] = (start, len(entries))
-    queued, pending = await _queue(c, entries, max(it.now for it in items), heads=changes)
-    await _outbox(c, events)
+    queued, pending = await _queue(c, entries, max(it.now for it in items), events=events,
+                                   heads=changes)
     for i, it in enumerate(items):
         if results[i] is None:
             a, b = spans.get(i, (0, 0))
@@ -545,9 +572,33 @@ async def _ack_many(c, items: list[_Ack]) -> list:
 # -- the store --------------------------------------------------------------------------------
 
 
+# MarkRead after the member row is locked and checked: moves the position, records read
+# times (in key order, only where none was), and returns the senders of the newly read
+# range (0 rows) and the devices of the reader and of those senders (1 rows).
+_READ_SQL = """
+WITH upd AS (UPDATE members SET read_sequence = $3, read_time = $4
+             WHERE conversation_id = $1 AND user_id = $2),
+rec AS (INSERT INTO receipts AS r (conversation_id, sequence, user_id, read_time)
+        SELECT conversation_id, sequence, $2, $4 FROM messages
+        WHERE $6 AND conversation_id = $1 AND sequence > $5 AND sequence <= $3
+          AND sender_user NOT IN ('', $2)
+        ORDER BY sequence
+        ON CONFLICT (conversation_id, sequence, user_id) DO UPDATE
+        SET read_time = excluded.read_time WHERE r.read_time IS NULL),
+s AS (SELECT DISTINCT sender_user FROM messages
+      WHERE conversation_id = $1 AND sequence > $5 AND sequence <= $3
+        AND sender_user NOT IN ('', $2))
+SELECT 0, sender_user, NULL FROM s
+UNION ALL
+SELECT 1, user_id, device_id FROM inboxes
+WHERE NOT revoked AND (user_id = $2 OR user_id IN (SELECT sender_user FROM s))
+"""
+
+
 class PostgresMessageStore:
-    def __init__(self, db: PostgresDatabase, *, inflight: int = BATCH_INFLIGHT) -> None:
+    def __init__(self, db: PostgresDatabase, *, inflight: int | None = None) -> None:
         self.db = db
+        inflight = inflight or BATCH_INFLIGHT
         # Inboxes never disappear (a revoked one stays), so a device seen with an inbox
         # here needs no "make sure it exists" write on its next send.
         self._known_inboxes: set[str] = set()
@@ -589,10 +640,11 @@ class PostgresMessageStore:
     # -- writes ------------------------------------------------------------------------------
 
     async def _append_batch(self, items: list[_Append]) -> list:
-        for _ in range(_ID_RACE_ATTEMPTS):
+        for attempt in range(_ID_RACE_ATTEMPTS):
             try:
                 async with self._tx() as c:
-                    out = await _append_many(c, items, self._known_inboxes)
+                    out = await _append_many(c, items, self._known_inboxes,
+                                             check_ids=attempt > 0)
             except _IdTaken:
                 continue  # the other transaction committed: this time the check finds it
             if len(self._known_inboxes) > _KNOWN_INBOXES_MAX:
@@ -724,23 +776,19 @@ class PostgresMessageStore:
             if read_sequence > last:
                 return SequenceAhead(last)
             low = max(old, joined, read_sequence - READ_SPAN)
-            senders = [s[0] for s in await c.fetch(
-                "WITH upd AS (UPDATE members SET read_sequence = $3, read_time = $4"
-                " WHERE conversation_id = $1 AND user_id = $2),"
-                " rec AS (INSERT INTO receipts AS r (conversation_id, sequence, user_id,"
-                " read_time) SELECT conversation_id, sequence, $2, $4 FROM messages"
-                " WHERE $6 AND conversation_id = $1 AND sequence > $5 AND sequence <= $3"
-                " AND sender_user NOT IN ('', $2) ORDER BY sequence"
-                " ON CONFLICT (conversation_id, sequence, user_id) DO UPDATE"
-                " SET read_time = excluded.read_time WHERE r.read_time IS NULL)"
-                " SELECT DISTINCT sender_user FROM messages WHERE conversation_id = $1"
-                " AND sequence > $5 AND sequence <= $3 AND sender_user NOT IN ('', $2)"
-                " ORDER BY sender_user",
-                conversation_id, user_id, read_sequence, now, low, record_read_time)]
-            known = await _devices_map(c, [user_id, *senders])
-            fan = plan(old, read_sequence, senders, _devices_of(known))
-            queued, _ = await _queue(c, fan.entries, now)
-            await _outbox(c, fan.events)
+            senders: list[str] = []
+            known: dict[str, list[str]] = {user_id: []}
+            for r in await c.fetch(_READ_SQL, conversation_id, user_id, read_sequence, now,
+                                   low, record_read_time):
+                if r[0] == 0:
+                    senders.append(r[1])
+                    known.setdefault(r[1], [])
+                else:
+                    known.setdefault(r[1], []).append(r[2])
+            for devices in known.values():
+                devices.sort()
+            fan = plan(old, read_sequence, sorted(senders), _devices_of(known))
+            queued, _ = await _queue(c, fan.entries, now, events=fan.events)
             return ReadMarked(read_sequence, True, [q for q in queued if q is not None])
 
         return await self._run(op)
