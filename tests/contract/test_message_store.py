@@ -559,7 +559,7 @@ async def test_replicas_deliver_to_one_device_gapless_in_commit_order(replicas):
                 return
 
     async def sends(store, conv, sender) -> None:
-        for i in range(8):
+        for _ in range(8):
             await asyncio.gather(*[append(store, conv.version, message(conv.id, sender, d), d)
                                    for _ in range(5)])
 
