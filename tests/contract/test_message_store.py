@@ -44,6 +44,7 @@ from services.messaging.store import (
     StepKind,
     SystemStep,
 )
+from services.runtime.errors import Unavailable
 from services.runtime.partitions import ensure_monthly_partitions
 from tests.support.postgres import open_test_database
 
@@ -755,3 +756,14 @@ async def test_an_inbox_seq_in_flight_holds_back_the_next_one(replicas):
     out = await asyncio.wait_for(later, 10)
     assert [q.seq for q in out.queued] == [4]
     assert [i.seq for i in await replicas[2].read_inbox(d.device, 0, 10)] == [1, 2, 3, 4]
+
+
+async def test_a_month_without_a_partition_is_unavailable_and_writes_nothing(replicas):
+    a, b = dev(), dev()
+    conv = (await create(replicas[0], a, b)).state.row
+    later = T0 + 3 * 365 * 86400  # no partition this far ahead
+    with pytest.raises(Unavailable) as caught:
+        await append(replicas[0], conv.version, message(conv.id, a, b), b, now=later)
+    assert caught.value.reason == "PARTITION_MISSING"
+    assert (await replicas[1].get_conversation(conv.id, a.user))[0].last_sequence == 1
+    assert [i.seq for i in await replicas[1].read_inbox(b.device, 0, 10)] == [1]

@@ -43,6 +43,7 @@ from tests.integration.messaging.test_delivery import (  # noqa: F401  (collecte
     test_two_users_two_devices_exchange_envelopes,
 )
 from tests.integration.messaging.test_groups_and_lifecycle import (  # noqa: F401
+    internal,
     restart_loses_no_pending_entry,
     test_delete_message_leaves_a_tombstone_everywhere,
     test_disappearing_messages_expire_to_tombstones,
@@ -215,4 +216,23 @@ async def test_a_retry_on_the_other_replica_is_not_duplicated(replica_settings):
         box = Inbox(on(bob, b))
         await asyncio.wait_for(box.caught_up.wait(), 5)
         assert [e.message.name for e in box.entries()][1:] == [outs[0].name]
+        await box.close()
+
+
+async def test_a_group_change_sent_to_both_replicas_applies_once(replica_settings):
+    async with two_replicas(replica_settings) as (a, b):
+        owner, = await new_user(a)
+        ann, = await new_user(a)
+        group_id = str(uuid.uuid4())
+        change = pb.ApplyGroupMembershipChangeRequest(
+            group=f"groups/{group_id}", change_id=str(uuid.uuid4()), actor=owner.user,
+            added_users=[owner.user, ann.user], admins=[owner.user])
+        stubs = [internal(a), internal(b)]
+        outs = await asyncio.gather(*[stubs[i % 2].ApplyGroupMembershipChange(change)
+                                      for i in range(6)])
+        assert {(o.conversation, o.sequence) for o in outs} == {(f"conversations/{group_id}", 1)}
+        box = Inbox(on(ann, b))
+        await asyncio.wait_for(box.caught_up.wait(), 5)
+        [created] = box.entries()
+        assert created.message.system_event.type == pb.SystemEvent.TYPE_CONVERSATION_CREATED
         await box.close()
