@@ -20,6 +20,7 @@ import pathlib
 import sqlite3
 from collections.abc import Sequence
 
+from services.messaging import rows
 from services.messaging.store import (
     READ_SPAN,
     Acknowledged,
@@ -58,52 +59,15 @@ from services.runtime.sqlite import SqliteDatabase
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations" / "sqlite"
 
-_CONV_COLS = ("id, type, group_id, direct_key, message_ttl_s, create_time, update_time,"
-              " last_sequence, last_activity_time, closed, version, settings_version")
-_MSG_FIELDS = ("id", "conversation_id", "sequence", "kind", "sender_user", "sender_device",
-               "create_time", "expire_time", "delete_time", "content_hash",
-               "sender_key_ciphertext", "system_event", "envelope_count", "ciphertext_bytes")
-_ENV_FIELDS = ("user_id", "device_id", "type", "ciphertext", "ciphertext_sha256")
+_CONV_COLS = rows.CONV_COLS
+_MSG_FIELDS = rows.MSG_FIELDS
+_ENV_FIELDS = rows.ENV_FIELDS
 _INBOX_COLS = ("device_id, seq, kind, conversation_id, message_id, message_seq, sender_user,"
                " payload, create_time")
-_MSG_COLS = ", ".join(_MSG_FIELDS)
-_N_MSG = len(_MSG_FIELDS)
+_MSG_COLS = rows.MSG_COLS
+_N_MSG = rows.N_MSG
 _SQL_CHUNK = 500  # stay under SQLite's bound-parameter limit
-
-
-def _cols(alias: str, fields: Sequence[str]) -> str:
-    return ", ".join(f"{alias}.{f}" for f in fields)
-
-
-def _conv(r, offset: int = 0) -> ConversationRow:
-    direct_key = r[offset + 3]
-    return ConversationRow(
-        id=r[offset], type=ConversationType(r[offset + 1]), group_id=r[offset + 2],
-        direct_users=tuple(direct_key.split(":")) if direct_key else (),
-        message_ttl_s=r[offset + 4], create_time=r[offset + 5], update_time=r[offset + 6],
-        last_sequence=r[offset + 7], last_activity_time=r[offset + 8],
-        closed=bool(r[offset + 9]), version=r[offset + 10], settings_version=r[offset + 11])
-
-
-def _msg(r, offset: int = 0) -> MessageRow | None:
-    if r[offset] is None:
-        return None
-    sk, se = r[offset + 10], r[offset + 11]
-    return MessageRow(
-        id=r[offset], conversation_id=r[offset + 1], sequence=r[offset + 2],
-        kind=MessageKind(r[offset + 3]), sender_user=r[offset + 4],
-        sender_device=r[offset + 5], create_time=r[offset + 6], expire_time=r[offset + 7],
-        delete_time=r[offset + 8], content_hash=bytes(r[offset + 9]),
-        sender_key_ciphertext=None if sk is None else bytes(sk),
-        system_event=None if se is None else bytes(se), envelope_count=r[offset + 12],
-        ciphertext_bytes=r[offset + 13])
-
-
-def _env(r, offset: int = 0) -> EnvelopeRow | None:
-    if r[offset] is None:
-        return None
-    return EnvelopeRow(r[offset], r[offset + 1], r[offset + 2], bytes(r[offset + 3]),
-                       bytes(r[offset + 4]))
+_cols, _conv, _msg, _env = rows.cols, rows.conv, rows.msg, rows.env
 
 
 def _load(c: sqlite3.Connection, conversation_id: str) -> ConversationState | None:

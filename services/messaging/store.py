@@ -11,10 +11,10 @@ the `version` it was decided on and comes back `Stale` if the conversation chang
 domain re-reads and decides again). Sequences are allocated inside the transaction that
 commits the entry, so they are gapless and in commit order:
 - a conversation's `sequence`: `last_sequence + 1` on the conversation row;
-- a device inbox's `seq`: `last_seq + 1` on the inbox row. (PostgreSQL: `UPDATE ...
-  RETURNING` on those rows; the row lock is held until commit, so the next writer can only
-  allocate after this one committed. Never a sequence/serial, whose values are handed out
-  in call order, not commit order, and are lost on rollback.)
+- a device inbox's `seq`: `last_seq + 1` on the inbox row. (PostgreSQL: bumped with
+  `... RETURNING` under those rows' locks, held until commit, so the next writer can only
+  allocate after this one committed; see postgres.py. Never a sequence/serial, whose values
+  are handed out in call order, not commit order, and are lost on rollback.)
 
 Ids: users, devices, conversations and messages are UUID strings (no `users/` prefixes).
 Times are wall-clock epoch seconds (float)."""
@@ -180,6 +180,10 @@ class Fanout:
 
 
 # Inside a transaction: the devices of a user that have an inbox and are not revoked.
+# Planners ask only about the users named below (an AckPlanner: the senders of the
+# delivered messages; a ReadPlanner: the reader and the senders it is given): the
+# PostgreSQL adapter reads exactly those before calling the planner (it cannot query from
+# a synchronous callback) and raises LookupError for anyone else.
 DevicesOf = Callable[[str], Sequence[str]]
 
 

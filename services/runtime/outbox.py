@@ -17,6 +17,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 
 import aiosqlite
 from google.protobuf.message import Message
@@ -49,6 +50,35 @@ async def add_event(tx, topic: str, key: str, payload: Message,
             " VALUES ($1, $2, $3, $4, $5)",
             event_id, topic, key, payload.DESCRIPTOR.full_name, data)
     return event_id
+
+
+async def add_events(tx, events: Sequence[tuple[str, str, Message, str]]) -> None:
+    """Several `add_event`s, (topic, key, payload, event_id) each, in the caller's
+    transaction and in the given order; on PostgreSQL one multi-row statement."""
+    if not events:
+        return
+    if isinstance(tx, aiosqlite.Connection):
+        await tx.executemany(_INSERT, [_row(t, k, p, e) for t, k, p, e in events])
+        return
+    await tx.execute(pg_insert_events(1), *pg_event_arrays(events))
+
+
+def pg_insert_events(first: int) -> str:
+    """The PostgreSQL INSERT of events given as the five arrays of `pg_event_arrays`, bound
+    from parameter $`first` on; usable as a WITH sub-statement, so an adapter can write its
+    events in the same statement (one round trip) as its own rows."""
+    e, t, k, n, p = (f"${first + i}" for i in range(5))
+    # ORDER BY the input position: identities (seq, the relay's order) follow it.
+    return ("INSERT INTO outbox (event_id, topic, key, type_name, payload)"
+            f" SELECT e, t, k, n, p FROM unnest({e}::text[], {t}::text[], {k}::text[],"
+            f" {n}::text[], {p}::bytea[]) WITH ORDINALITY AS x(e, t, k, n, p, i) ORDER BY i")
+
+
+def pg_event_arrays(events: Sequence[tuple[str, str, Message, str]]) -> list[list]:
+    """(topic, key, payload, event_id) events as the arrays `pg_insert_events` binds."""
+    return [[e for _, _, _, e in events], [t for t, _, _, _ in events],
+            [k for _, k, _, _ in events], [p.DESCRIPTOR.full_name for _, _, p, _ in events],
+            [p.SerializeToString(deterministic=True) for _, _, p, _ in events]]
 
 
 _INSERT = ("INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"

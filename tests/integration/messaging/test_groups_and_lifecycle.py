@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 
 import grpc
+import psycopg
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.integration.messaging.conftest import (
@@ -39,11 +40,34 @@ async def apply(mesh, group: str, actor: Device, added=(), removed=(), admins=()
 
 def stored_envelopes(mesh, msg: pb.Message) -> int:
     """Envelope rows the messaging database still holds for `msg` (read directly)."""
+    conv = msg.name.split("/")[1]
+    if mesh.settings.backends.storage == "postgres":
+        with psycopg.connect(mesh.settings.backends.database_url) as pg:
+            return pg.execute("SELECT count(*) FROM messaging.envelopes"
+                              " WHERE conversation_id = %s AND sequence = %s",
+                              (conv, msg.sequence)).fetchone()[0]
     db = sqlite3.connect(mesh.settings.db_path("messaging"))
     try:
-        conv = msg.name.split("/")[1]
         return db.execute("SELECT count(*) FROM envelopes WHERE conversation_id = ?"
                           " AND sequence = ?", (conv, msg.sequence)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def stored_delete_time(mesh, msg: pb.Message) -> float | None:
+    """The stored message's delete_time (read directly)."""
+    message_id = msg.name.rsplit("/", 1)[1]
+    if mesh.settings.backends.storage == "postgres":
+        with psycopg.connect(mesh.settings.backends.database_url) as pg:
+            return pg.execute("SELECT m.delete_time FROM messaging.message_ids i"
+                              " JOIN messaging.messages m ON m.conversation_id ="
+                              " i.conversation_id AND m.sequence = i.sequence"
+                              " AND m.create_time = i.create_time WHERE i.id = %s",
+                              (message_id,)).fetchone()[0]
+    db = sqlite3.connect(mesh.settings.db_path("messaging"))
+    try:
+        return db.execute("SELECT delete_time FROM messages WHERE id = ?",
+                          (message_id,)).fetchone()[0]
     finally:
         db.close()
 
@@ -75,7 +99,10 @@ async def test_group_lifecycle_sender_keys_and_removal(mesh):
     sent = (await owner.call("SendMessage", sender_key(conv, b"group secret"))).message
     assert sent.sequence == 3
     for name in (owner2.name, ann.name, bob.name, bob2.name):
-        [*_, got] = await boxes[name].wait_entries(1)
+        # Entries queued before the streams opened were replayed; wait for the new one.
+        await boxes[name].wait(lambda s: s.entries()[-1:] and s.entries()[-1].message.sequence
+                               >= sent.sequence)
+        got = boxes[name].entries()[-1]
         assert got.message.name == sent.name
         assert got.message.sender_key.ciphertext == b"group secret"
     # bob's first inbox entry is the MEMBERS_ADDED event naming him
@@ -85,7 +112,8 @@ async def test_group_lifecycle_sender_keys_and_removal(mesh):
     await owner.send(conv, [owner2.name, ann.name, bob.name, bob2.name])
     # remove bob: he hears of it, and nothing after it
     removed = await apply(mesh, group, owner, removed=[bob], admins=[owner, ann])
-    [*_, last] = await boxes[bob.name].wait_entries(3)
+    # MEMBERS_ADDED, the sender-key message, the pairwise one, MEMBERS_REMOVED
+    [*_, last] = await boxes[bob.name].wait_entries(4)
     assert last.message.system_event.type == pb.SystemEvent.TYPE_MEMBERS_REMOVED
     assert last.message.sequence == removed.sequence
     after = (await owner.call("SendMessage", sender_key(conv, b"after"))).message
@@ -216,12 +244,7 @@ async def test_disappearing_messages_expire_to_tombstones(mesh):
     assert got.HasField("delete_time") and got.WhichOneof("content") is None
     assert got.delete_time == msg.expire_time
     assert stored_envelopes(mesh, msg) == 0  # the sweeper erased the stored ciphertext
-    db = sqlite3.connect(mesh.settings.db_path("messaging"))
-    try:
-        assert db.execute("SELECT delete_time FROM messages WHERE id = ?",
-                          (msg.name.rsplit("/", 1)[1],)).fetchone()[0] is not None
-    finally:
-        db.close()
+    assert stored_delete_time(mesh, msg) is not None
 
 
 async def test_non_members_and_foreign_devices_are_refused(mesh):
@@ -345,7 +368,10 @@ async def test_internal_membership_and_peer_checks(mesh):
 
 
 async def test_restart_loses_no_pending_entry(tmp_path):
-    settings = messaging_test_settings(tmp_path)
+    await restart_loses_no_pending_entry(messaging_test_settings(tmp_path))
+
+
+async def restart_loses_no_pending_entry(settings) -> None:
     mesh = await start_mesh(settings, ["auth", "messaging"])
     try:
         a1, = await new_user(mesh)
