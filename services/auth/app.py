@@ -33,7 +33,8 @@ async def build(shared: Shared) -> ServiceSpec:
         issuer = TokenIssuer(load_or_create_signing_key(key_path), settings.auth)
         # Verifiers in this process know the key without a round trip to GetJwks.
         shared.keys.set_keys(issuer.jwks())
-        domain = AuthDomain(store, issuer, shared.limiter, shared.revocations, settings)
+        domain = AuthDomain(store, issuer, shared.limiter, shared.revocations, settings,
+                            pubsub=shared.pubsub)
         await domain.restore_revocations()
     except BaseException:
         await store.close()

@@ -47,6 +47,7 @@ from services.auth.store import (
     SignedPrekeyRow,
     UserRow,
 )
+from services.runtime import hints
 from services.runtime import logging as zlog
 from services.runtime.config import Settings
 from services.runtime.context import Principal
@@ -60,6 +61,7 @@ from services.runtime.errors import (
     Unauthenticated,
 )
 from services.runtime.ratelimit import RateLimiter, enforce
+from services.runtime.pubsub import PubSub
 from services.runtime.revocations import RevocationList
 from services.runtime.tokens import LEEWAY_S
 from zynk.events.v1 import events_pb2
@@ -156,7 +158,7 @@ class Passwords:
 class AuthDomain:
     def __init__(self, store: AuthStore, issuer: TokenIssuer, limiter: RateLimiter,
                  revocations: RevocationList, settings: Settings,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pubsub: PubSub | None = None) -> None:
         self._store = store
         self._issuer = issuer
         self._limiter = limiter
@@ -164,6 +166,7 @@ class AuthDomain:
         self._auth = settings.auth
         self._limits = settings.rate_limits
         self._clock = clock
+        self._pubsub = pubsub
         self._passwords = Passwords(self._auth.argon2_time_cost, self._auth.argon2_memory_kib,
                                     self._auth.argon2_parallelism)
 
@@ -222,6 +225,7 @@ class AuthDomain:
             await _add_device_event(tx, device, events_pb2.DeviceChanged.CHANGE_ADDED, now)
         if new_hash is not None:
             user = dataclasses.replace(user, password_hash=new_hash)
+        await self._hint_devices_changed(user.id)
         log.info("login", user_id=user.id, device_id=device.id)
         return LoginResult(user, device, self._pair(device, refresh, refresh_row, now))
 
@@ -485,6 +489,17 @@ class AuthDomain:
         assert device.revoke_time is not None
         await self._revocations.revoke(device.id,
                                        device.revoke_time + self._revocation_window())
+        await self._hint_devices_changed(device.user_id)
+
+    async def _hint_devices_changed(self, user_id: str) -> None:
+        """After the commit (the devices.changed event is already in the outbox): tell
+        device-list caches now rather than when the bus delivers (runtime/hints.py)."""
+        if self._pubsub is None:
+            return
+        try:
+            await self._pubsub.publish(hints.DEVICES_CHANGED, user_id.encode())
+        except Exception:  # best effort: the event still reaches every cache
+            log.warning("devices-changed hint not published", user_id=user_id)
 
 
 # -- rules that need no state ----------------------------------------------------------------

@@ -89,6 +89,8 @@ async def build(shared: Shared) -> ServiceSpec:
         await store.close()
         raise
     relay.start()
+    device_hints = asyncio.create_task(devices.follow_hints(shared.pubsub),
+                                       name="messaging-device-hints")
     stop_sweeper = asyncio.Event()
     sweeper = asyncio.create_task(run_sweeper(domain, cfg.expiry_sweep_interval_s,
                                               stop_sweeper))
@@ -96,8 +98,11 @@ async def build(shared: Shared) -> ServiceSpec:
 
     async def stop() -> None:
         stop_sweeper.set()
-        with contextlib.suppress(Exception):
+        device_hints.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await sweeper
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await device_hints
         await conversations.stop()
         if partitions is not None:
             await partitions.stop()

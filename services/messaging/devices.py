@@ -14,7 +14,9 @@ import grpc
 
 from services.messaging import names
 from services.runtime import logging as zlog
+from services.runtime import hints
 from services.runtime.cache import Cache
+from services.runtime.pubsub import PubSub, SubscriptionOverflow
 from services.runtime.errors import Unavailable
 from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -93,3 +95,20 @@ class DeviceDirectory:
 
     async def drop(self, user_id: str) -> None:
         await self._cache.delete(cache_key(user_id))
+
+    async def follow_hints(self, pubsub: PubSub) -> None:
+        """Drop a user's list as soon as auth hints that their devices changed (runtime/
+        hints.py); the devices.changed event does the same later, and is the guarantee."""
+        sub = await pubsub.subscribe([hints.DEVICES_CHANGED])
+        try:
+            while True:
+                try:
+                    _channel, data = await sub.get()
+                except SubscriptionOverflow:
+                    continue  # hints lost: the events still come
+                try:
+                    await self.drop(data.decode())
+                except Exception:
+                    log.warning("device hint not applied; the event will be")
+        finally:
+            await sub.close()
