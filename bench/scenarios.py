@@ -259,12 +259,14 @@ async def idle_memory(mesh: ZynkUp, sockets: int, devices_per_user: int = 50) ->
 # -- (d) SendMessage over gRPC vs a bare echo -------------------------------------------------
 
 
-async def _drive(call, make_request, metadata, concurrency: int, duration_s: float) -> float:
+async def _drive(calls, make_request, metadata, concurrency: int, duration_s: float) -> float:
+    """Requests per second from `concurrency` closed-loop workers spread over `calls` (one
+    per channel: with replicas on one port each channel's connection lands on one process)."""
     done = 0
     errors = 0
     end = now() + duration_s
 
-    async def worker() -> None:
+    async def worker(call) -> None:
         nonlocal done, errors
         while now() < end:
             try:
@@ -274,13 +276,14 @@ async def _drive(call, make_request, metadata, concurrency: int, duration_s: flo
                 errors += 1
 
     t0 = now()
-    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    await asyncio.gather(*[worker(calls[i % len(calls)]) for i in range(concurrency)])
     if errors:
         print(f"    ({errors} errors)", flush=True)
     return done / (now() - t0)
 
 
-async def grpc_ratio(mesh: ZynkUp, duration_s: float, concurrency: int = 64) -> dict:
+async def grpc_ratio(mesh: ZynkUp, duration_s: float, concurrency: int = 64,
+                     channels: int = 1) -> dict:
     async with httpx.AsyncClient(base_url=mesh.gateway, timeout=30) as http:
         a, b = await make_account(http), await make_account(http)
         conv = await direct_conversation(http, a, b)
@@ -298,25 +301,35 @@ async def grpc_ratio(mesh: ZynkUp, duration_s: float, concurrency: int = 64) -> 
                             stdout=subprocess.PIPE, env=os.environ)
     try:
         echo.stdout.readline()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            call = ch.unary_unary(
-                "/bench.Echo/Echo",
-                request_serializer=messaging_pb2.SendMessageRequest.SerializeToString,
-                response_deserializer=messaging_pb2.SendMessageRequest.FromString)
-            await _drive(call, request, None, concurrency, 2)  # warm-up
-            echo_rps = await _drive(call, request, None, concurrency, duration_s)
+        chans = [_channel(f"127.0.0.1:{port}") for _ in range(channels)]
+        calls = [ch.unary_unary(
+            "/bench.Echo/Echo",
+            request_serializer=messaging_pb2.SendMessageRequest.SerializeToString,
+            response_deserializer=messaging_pb2.SendMessageRequest.FromString)
+            for ch in chans]
+        await _drive(calls, request, None, concurrency, 2)  # warm-up
+        echo_rps = await _drive(calls, request, None, concurrency, duration_s)
+        for ch in chans:
+            await ch.close()
     finally:
         echo.terminate()
         echo.wait()
-    async with grpc.aio.insecure_channel(mesh.address("messaging")) as ch:
-        stub = messaging_pb2_grpc.MessagingServiceStub(ch)
-        md = (("authorization", f"Bearer {a.token}"),)
-        await _drive(stub.SendMessage, request, md, concurrency, 2)
-        send_rps = await _drive(stub.SendMessage, request, md, concurrency, duration_s)
-    out = {"concurrency": concurrency, "echo_rps": round(echo_rps, 1),
+    chans = [_channel(mesh.address("messaging")) for _ in range(channels)]
+    calls = [messaging_pb2_grpc.MessagingServiceStub(ch).SendMessage for ch in chans]
+    md = (("authorization", f"Bearer {a.token}"),)
+    await _drive(calls, request, md, concurrency, 2)
+    send_rps = await _drive(calls, request, md, concurrency, duration_s)
+    for ch in chans:
+        await ch.close()
+    out = {"concurrency": concurrency, "channels": channels, "echo_rps": round(echo_rps, 1),
            "send_message_rps": round(send_rps, 1), "ratio": round(send_rps / echo_rps, 3)}
     print(f"  gRPC: {out}", flush=True)
     return out
+
+
+def _channel(target: str) -> grpc.aio.Channel:
+    # Distinct channels must not share one subchannel (and so one connection).
+    return grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
 def mean(xs: list[float]) -> float:

@@ -47,8 +47,33 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (the distributed supervisor's children and theirs)."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 class ZynkUp:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    """`zynk up` (embedded) or, with args=("--distributed", ...), the supervisor and its
+    process per service; extra_env then names the servers (bench/distributed.py)."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
         self._tmp = tempfile.TemporaryDirectory(prefix="zynk-up-")
         self.data_dir = pathlib.Path(self._tmp.name)
@@ -72,8 +97,8 @@ class ZynkUp:
     def start(self, timeout_s: float = 60) -> ZynkUp:
         """Start (or start again after kill(): same ports, same data)."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "up"], env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "up", *self.args],
+                                     env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -86,8 +111,13 @@ class ZynkUp:
         raise TimeoutError("zynk up did not become ready")
 
     def rss(self) -> int:
+        """Resident memory of the whole process tree (one process when embedded)."""
         assert self.proc is not None
-        return rss_bytes(self.proc.pid)
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError, RuntimeError):
+                total += rss_bytes(pid)
+        return total
 
     def kill(self) -> None:
         """kill -9: no drain, no clean shutdown; the data directory stays."""
