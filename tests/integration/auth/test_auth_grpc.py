@@ -17,12 +17,12 @@ import x3dh
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from services.auth.signing import public_jwk
 from services.runtime.revocations import MemoryRevocationList
 from tests.integration.conftest import AuthHarness, start_auth
 from tests.support.auth import DeviceKeys, auth_test_settings, new_x3dh_state
+from tests.support.grpc_errors import error_details, fails
 from zynk.auth.v1 import auth_pb2
 from zynk.events.v1 import events_pb2
 
@@ -35,34 +35,6 @@ pb = auth_pb2
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
-
-
-def details(err: grpc.aio.AioRpcError) -> tuple[str, list[tuple[str, str]]]:
-    """(ErrorInfo.reason, BadRequest field violations) from the rich status."""
-    status = None
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    assert status.code == err.code().value[0]
-    reason, violations = "", []
-    for d in status.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            reason = info.reason
-        elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            d.Unpack(br)
-            violations = [(v.field, v.description) for v in br.field_violations]
-    return reason, violations
-
-
-async def fails(call, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    assert e.value.code() == code, (e.value.code(), e.value.details())
-    return e.value
 
 
 def unique(prefix: str) -> str:
@@ -123,7 +95,7 @@ async def test_register_login_refresh_and_reuse(auth):
     err = await fails(auth.stub.Register(pb.RegisterRequest(username=name.upper(),
                                                             password=PASSWORD)),
                       grpc.StatusCode.ALREADY_EXISTS)
-    assert details(err)[0] == "USERNAME_TAKEN"
+    assert error_details(err)[0] == "USERNAME_TAKEN"
 
     first = await login(auth, name, "phone")
     assert first.user.name == reg.user.name and first.device.display_name == "phone"
@@ -140,13 +112,13 @@ async def test_register_login_refresh_and_reuse(auth):
     # The first refresh token is presented again: the family and the device are revoked.
     err = await fails(auth.stub.RefreshToken(pb.RefreshTokenRequest(
         refresh_token=first.tokens.refresh_token)), grpc.StatusCode.UNAUTHENTICATED)
-    assert details(err)[0] == "REFRESH_TOKEN_REUSED"
+    assert error_details(err)[0] == "REFRESH_TOKEN_REUSED"
     await fails(auth.stub.RefreshToken(pb.RefreshTokenRequest(
         refresh_token=second.tokens.refresh_token)), grpc.StatusCode.UNAUTHENTICATED)
     err = await fails(auth.stub.GetUser(pb.GetUserRequest(name="users/me"),
                                         metadata=bearer(second.tokens.access_token)),
                       grpc.StatusCode.UNAUTHENTICATED)
-    assert details(err)[0] == "DEVICE_REVOKED"
+    assert error_details(err)[0] == "DEVICE_REVOKED"
 
 
 async def test_login_failures_are_generic(auth):
@@ -182,7 +154,7 @@ async def test_logout_stops_the_device_at_once(auth):
     await auth.stub.Logout(pb.LogoutRequest(), metadata=md)
     err = await fails(auth.stub.GetUser(pb.GetUserRequest(name="users/me"), metadata=md),
                       grpc.StatusCode.UNAUTHENTICATED)
-    assert details(err)[0] == "DEVICE_REVOKED"
+    assert error_details(err)[0] == "DEVICE_REVOKED"
     await fails(auth.stub.RefreshToken(pb.RefreshTokenRequest(
         refresh_token=u.tokens.refresh_token)), grpc.StatusCode.UNAUTHENTICATED)
 
@@ -271,14 +243,14 @@ async def test_protected_rpcs_refuse_bad_tokens(auth, case):
 async def test_bad_input_gets_invalid_argument_with_field_violations(auth):
     err = await fails(auth.stub.Register(pb.RegisterRequest(username="1x", password="short")),
                       grpc.StatusCode.INVALID_ARGUMENT)
-    reason, violations = details(err)
+    reason, violations = error_details(err)
     assert reason == "VALIDATION_FAILED"
     assert {f for f, _ in violations} == {"username", "password"}
 
     name = unique("Carol")
     err = await fails(auth.stub.Register(pb.RegisterRequest(
         username=name, password=f"my {name.lower()} pw!")), grpc.StatusCode.INVALID_ARGUMENT)
-    assert details(err) == ("PASSWORD_CONTAINS_USERNAME",
+    assert error_details(err) == ("PASSWORD_CONTAINS_USERNAME",
                             [("password", "must not contain the username")])
 
     u = await signup(auth)
@@ -287,14 +259,14 @@ async def test_bad_input_gets_invalid_argument_with_field_violations(auth):
         device=u.device.name, identity_key=b"short",
         one_time_prekeys=[pb.OneTimePrekey(key_id=1, public_key=b"\x01" * 31)]), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT)
-    fields = {f for f, _ in details(err)[1]}
+    fields = {f for f, _ in error_details(err)[1]}
     assert fields == {"identity_key", "one_time_prekeys[0].public_key"}
     await fails(auth.stub.ListDevices(pb.ListDevicesRequest(parent="users/me", page_size=101),
                                       metadata=md), grpc.StatusCode.INVALID_ARGUMENT)
     err = await fails(auth.stub.UpdateDevice(pb.UpdateDeviceRequest(
         device=pb.Device(name="devices/nope", display_name="x")), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT)
-    assert details(err)[1][0][0] == "device.name"
+    assert error_details(err)[1][0][0] == "device.name"
 
 
 # -- devices -------------------------------------------------------------------------------------
@@ -334,7 +306,7 @@ async def test_devices_list_update_revoke(auth):
     assert revoked.device.HasField("revoke_time") and not revoked.device.has_keys
     err = await fails(auth.stub.GetUser(pb.GetUserRequest(name="users/me"), metadata=vmd),
                       grpc.StatusCode.UNAUTHENTICATED)
-    assert details(err)[0] == "DEVICE_REVOKED"
+    assert error_details(err)[0] == "DEVICE_REVOKED"
     await fails(auth.stub.RefreshToken(pb.RefreshTokenRequest(
         refresh_token=victim.tokens.refresh_token)), grpc.StatusCode.UNAUTHENTICATED)
     live = await auth.stub.ListDevices(pb.ListDevicesRequest(parent="users/me"), metadata=md)
@@ -383,7 +355,7 @@ async def test_publish_claim_and_run_x3dh(auth):
         signed_prekey=pb.SignedPrekey(key_id=1, public_key=bad.signed_prekey,
                                       signature=bytes(64))), metadata=amd),
         grpc.StatusCode.INVALID_ARGUMENT)
-    assert details(err)[0] == "SIGNATURE_INVALID"
+    assert error_details(err)[0] == "SIGNATURE_INVALID"
 
     claimed = await auth.stub.ClaimKeyBundles(pb.ClaimKeyBundlesRequest(user=bob.user.name),
                                               metadata=amd)
@@ -475,7 +447,7 @@ async def test_restart_keeps_revoked_devices_revoked(auth_settings):
         err = await fails(second.stub.GetUser(pb.GetUserRequest(name="users/me"),
                                               metadata=bearer(b.tokens.access_token)),
                           grpc.StatusCode.UNAUTHENTICATED)
-        assert details(err)[0] == "DEVICE_REVOKED"
+        assert error_details(err)[0] == "DEVICE_REVOKED"
     finally:
         await second.stop()
 

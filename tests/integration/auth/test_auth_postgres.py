@@ -17,7 +17,6 @@ import pytest
 from services.runtime.config import Settings
 from tests.integration.auth.test_auth_grpc import (  # noqa: F401  (collected here too)
     bearer,
-    details,
     login,
     publish,
     signup,
@@ -33,6 +32,7 @@ from tests.integration.auth.test_auth_grpc import (  # noqa: F401  (collected he
 )
 from tests.integration.conftest import start_auth
 from tests.support.auth import DeviceKeys, auth_test_settings
+from tests.support.grpc_errors import error_details
 from tests.support.postgres import TEST_SETTINGS
 from zynk.auth.v1 import auth_pb2 as pb
 
@@ -111,7 +111,7 @@ async def test_refresh_token_reuse_is_caught_across_replicas(auth_settings):
             for r in (a, b)], return_exceptions=True)
         [lost] = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
         assert lost.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert details(lost)[0] == "REFRESH_TOKEN_REUSED"
+        assert error_details(lost)[0] == "REFRESH_TOKEN_REUSED"
         again = await login(a, who.user.username)
         devices = await b.stub.ListDevices(
             pb.ListDevicesRequest(parent="users/me", show_revoked=True),

@@ -212,39 +212,3 @@ async def signup(auth: AuthHarness) -> User:
 
 async def signups(auth: AuthHarness, n: int) -> list[User]:
     return list(await asyncio.gather(*(signup(auth) for _ in range(n))))
-
-
-# -- errors --------------------------------------------------------------------------------
-
-
-def error_details(err: grpc.aio.AioRpcError) -> tuple[str, list[tuple[str, str]]]:
-    """(ErrorInfo.reason, BadRequest field violations) from the rich status."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    status = None
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    reason, violations = "", []
-    for d in status.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            reason = info.reason
-        elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            d.Unpack(br)
-            violations = [(v.field, v.description) for v in br.field_violations]
-    return reason, violations
-
-
-async def fails(call, code: grpc.StatusCode, reason: str | None = None) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        assert e.code() == code, (e.code(), e.details())
-        if reason is not None:
-            assert error_details(e)[0] == reason, (error_details(e), e.details())
-        return e
-    raise AssertionError(f"expected {code.name}, the call succeeded")

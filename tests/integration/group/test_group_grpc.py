@@ -12,7 +12,8 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
-from tests.integration.group.harness import error_details, fails, signup, signups
+from tests.integration.group.harness import signup, signups
+from tests.support.grpc_errors import error_details, fails
 from zynk.events.v1 import events_pb2
 from zynk.group.v1 import group_pb2 as pb
 

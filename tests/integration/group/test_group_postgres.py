@@ -24,7 +24,6 @@ from tests.integration.group.harness import (
     GroupHarness,
     MessagingDouble,
     MessagingHarness,
-    error_details,
     group_settings,
     signups,
     start_group,
@@ -58,6 +57,7 @@ from tests.integration.group.test_group_relay import (  # noqa: F401  (collected
     test_messaging_down_does_not_fail_the_api_and_the_relay_catches_up,
     wait_until_relayed,
 )
+from tests.support.grpc_errors import error_details
 from tests.support.postgres import TEST_SETTINGS, temporary_database
 from zynk.group.v1 import group_pb2 as pb
 from zynk.messaging.v1 import messaging_pb2_grpc

@@ -10,7 +10,6 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from services.runtime.config import MessagingSettings
 from tests.support.auth import auth_test_settings
@@ -157,28 +156,6 @@ class Inbox:
             await asyncio.wait_for(self._task, 5)
         except (asyncio.CancelledError, TimeoutError):
             pass
-
-
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for d in status_pb2.Status.FromString(value).details:
-                if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    d.Unpack(info)
-                    return info
-    raise AssertionError("no ErrorInfo in the status")
-
-
-async def fails(call, code: grpc.StatusCode, reason: str | None = None):
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        assert e.code() == code, (e.code(), e.details())
-        if reason is not None:
-            assert error_info(e).reason == reason, error_info(e)
-        return e
-    raise AssertionError(f"expected {code}")
 
 
 @pytest.fixture(scope="module")

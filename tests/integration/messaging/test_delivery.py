@@ -15,12 +15,11 @@ from services.messaging.hashing import EnvelopeDigest, pairwise_content_hash
 from tests.integration.messaging.conftest import (
     Inbox,
     direct,
-    error_info,
-    fails,
     login,
     new_user,
     send_request,
 )
+from tests.support.grpc_errors import error_info, fails
 from zynk.auth.v1 import auth_pb2
 from zynk.events.v1 import events_pb2
 from zynk.messaging.v1 import messaging_pb2 as pb

@@ -15,11 +15,11 @@ from tests.integration.messaging.conftest import (
     Device,
     Inbox,
     direct,
-    fails,
     messaging_test_settings,
     new_user,
     send_request,
 )
+from tests.support.grpc_errors import fails
 from tests.support.mesh import start_mesh
 from zynk.auth.v1 import auth_pb2
 from zynk.messaging.v1 import messaging_pb2 as pb

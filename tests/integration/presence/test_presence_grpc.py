@@ -9,9 +9,9 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from tests.integration.presence.conftest import MESSAGING, PresenceHarness, User
+from tests.support.grpc_errors import error_details, fails
 from zynk.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from zynk.presence.v1 import presence_pb2
 
@@ -19,34 +19,6 @@ pb = presence_pb2
 ONLINE, OFFLINE = pb.PRESENCE_STATE_ONLINE, pb.PRESENCE_STATE_OFFLINE
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def details(err: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
-    """(ErrorInfo.reason, violated fields) from the rich status."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            break
-    else:
-        raise AssertionError("no google.rpc.Status in the trailers")
-    reason, fields = "", []
-    for d in status.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            reason = info.reason
-        elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            d.Unpack(br)
-            fields = [v.field for v in br.field_violations]
-    return reason, fields
-
-
-async def fails(call, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    assert e.value.code() == code, (e.value.code(), e.value.details())
-    return e.value
 
 
 async def heartbeat(h: PresenceHarness, user: User, state=ONLINE) -> pb.HeartbeatResponse:
@@ -183,7 +155,7 @@ async def test_messaging_down_means_unavailable_not_visible(presence):
     h.messaging.down = True
     try:
         err = await fails(get(h, alice, bob.presence), grpc.StatusCode.UNAVAILABLE)
-        assert details(err)[0] == "MEMBERSHIP_UNAVAILABLE"
+        assert error_details(err)[0] == "MEMBERSHIP_UNAVAILABLE"
         conversation = f"conversations/{next(iter(h.messaging.conversations))}"
         await fails(h.stub.SetTyping(pb.SetTypingRequest(conversation=conversation,
                                                          typing=True), metadata=alice.md),
@@ -254,7 +226,7 @@ async def test_cancelling_a_watch_releases_it(presence):
     extra = h.stub.WatchPresence(pb.WatchPresenceRequest(names=["users/me/presence"]),
                                  metadata=alice.md)
     err = await fails(extra.read(), grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert details(err)[0] == "TOO_MANY_WATCHES"
+    assert error_details(err)[0] == "TOO_MANY_WATCHES"
     for s in streams:
         s.cancel()
     # The server notices the cancellations and frees the slots.
@@ -282,7 +254,7 @@ async def test_typing_and_watching_need_membership(presence):
                                                                typing=True),
                                            metadata=mallory.md),
                           grpc.StatusCode.PERMISSION_DENIED)
-        assert details(err)[0] == "NOT_A_MEMBER"
+        assert error_details(err)[0] == "NOT_A_MEMBER"
         stream = h.stub.WatchPresence(pb.WatchPresenceRequest(conversations=[target]),
                                       metadata=mallory.md)
         await fails(stream.read(), grpc.StatusCode.PERMISSION_DENIED)
@@ -313,14 +285,15 @@ async def test_bad_input_is_refused_with_the_violated_fields(presence):
     ]
     for call, field in cases:
         err = await fails(call, grpc.StatusCode.INVALID_ARGUMENT)
-        reason, fields = details(err)
+        reason, violations = error_details(err)
+        fields = [f for f, _ in violations]
         assert reason == "VALIDATION_FAILED" and field in fields, (field, fields)
     for request in (pb.WatchPresenceRequest(),
                     pb.WatchPresenceRequest(conversations=["conversations/a b"]),
                     pb.WatchPresenceRequest(names=[f"users/u{i}/presence" for i in range(101)])):
         err = await fails(h.stub.WatchPresence(request, metadata=alice.md).read(),
                           grpc.StatusCode.INVALID_ARGUMENT)
-        assert details(err)[0] == "VALIDATION_FAILED"
+        assert error_details(err)[0] == "VALIDATION_FAILED"
 
 
 async def test_every_method_needs_a_token(presence):
