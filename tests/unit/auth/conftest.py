@@ -4,7 +4,6 @@ issuer and the runtime's shared TokenVerifier."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,19 +17,9 @@ from services.runtime.ratelimit import MemoryRateLimiter
 from services.runtime.revocations import MemoryRevocationList
 from services.runtime.tokens import JwksKeySource, TokenVerifier
 from tests.support.auth import auth_test_settings
+from tests.support.clock import FakeClock
 
 PASSWORD = "correct horse battery"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclasses.dataclass

@@ -5,7 +5,6 @@ relay itself is tested in test_relay.py and over gRPC in tests/integration/group
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import pytest
@@ -15,18 +14,8 @@ from services.group.sqlite import SqliteGroupStore
 from services.group.store import PendingChange
 from services.runtime.config import GroupSettings
 from services.runtime.context import Principal
+from tests.support.clock import FakeClock
 from zynk.messaging.v1 import messaging_pb2
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class KnownUsers:

@@ -4,7 +4,6 @@ directory standing in for auth's ListActiveDevices, and a controllable clock."""
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import pytest
@@ -21,17 +20,7 @@ from services.runtime.pubsub import MemoryPubSub
 from services.runtime.ratelimit import MemoryRateLimiter
 from services.runtime.revocations import MemoryRevocationList
 from tests.support.auth import auth_test_settings
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 class FakeAuth:

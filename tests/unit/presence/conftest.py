@@ -16,17 +16,7 @@ from services.runtime.context import Principal
 from services.runtime.pubsub import MemoryPubSub
 from services.runtime.ratelimit import MemoryRateLimiter
 from tests.support.auth import auth_test_settings
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 class TablePeers:
@@ -72,7 +62,7 @@ def make_env(tmp_path, clock=None, limits: dict[str, Rate] | None = None,
     store = MemoryPresenceStore(settings.presence.last_seen_retention_s)
     peers = TablePeers()
     pubsub = pubsub or MemoryPubSub()
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(1_700_000_000.0)
     domain = PresenceDomain(store, peers, pubsub, MemoryRateLimiter(), settings, clock=clock)
     return PresenceEnv(settings, store, peers, pubsub, clock, domain)
 
