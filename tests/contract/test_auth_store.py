@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import pathlib
 import sqlite3
 import uuid
@@ -24,6 +25,7 @@ from services.auth.store import (
     SignedPrekeyRow,
     UserRow,
 )
+from tests.support.outbox import postgres_outbox, sqlite_outbox
 from tests.support.postgres import open_test_database
 from zynk.auth.v1 import auth_pb2
 
@@ -45,22 +47,14 @@ async def adapter(request, tmp_path):
             return [(e, t, k, p.DESCRIPTOR.full_name) for e, t, k, p in store.events]
     elif request.param == "sqlite":
         store = await SqliteAuthStore.open(tmp_path / "auth.sqlite3")
-
-        async def events():
-            rows = await store.db.fetchall(
-                "SELECT event_id, topic, key, type_name FROM outbox ORDER BY seq")
-            return [tuple(r) for r in rows]
+        events = functools.partial(sqlite_outbox, store.db)
     else:
         # Asked for here, not as a parameter of the fixture, so that the other adapters
         # still run where PostgreSQL is absent.
         url = request.getfixturevalue("postgres_url")
         store = PostgresAuthStore(await open_test_database(url, [PG_MIGRATIONS],
                                                            schema=f"auth_{uuid.uuid4().hex}"))
-
-        async def events():
-            rows = await store.db.fetch(
-                "SELECT event_id, topic, key, type_name FROM outbox ORDER BY seq")
-            return [tuple(r) for r in rows]
+        events = functools.partial(postgres_outbox, store.db)
     yield Adapter(store, events)
     await store.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import pathlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ import pytest
 from services.group.postgres import PostgresGroupStore
 from services.group.sqlite import SqliteGroupStore
 from services.group.store import GroupRow, GroupStore, InviteRow, MemberRow, PendingChange, Role
+from tests.support.outbox import postgres_outbox, sqlite_outbox
 from tests.support.postgres import open_test_database
 from zynk.group.v1 import group_pb2
 
@@ -34,22 +36,14 @@ class Adapter:
 async def adapter(request, tmp_path):
     if request.param == "sqlite":
         store = await SqliteGroupStore.open(tmp_path / "group.sqlite3")
-
-        async def events():
-            rows = await store.db.fetchall(
-                "SELECT event_id, topic, key, type_name FROM outbox ORDER BY seq")
-            return [tuple(r) for r in rows]
+        events = functools.partial(sqlite_outbox, store.db)
     else:
         # Asked for here, not as a parameter of the fixture, so that SQLite still runs
         # where PostgreSQL is absent.
         url = request.getfixturevalue("postgres_url")
         store = PostgresGroupStore(await open_test_database(
             url, [PG_MIGRATIONS], schema=f"group_{uuid.uuid4().hex}"))
-
-        async def events():
-            rows = await store.db.fetch(
-                "SELECT event_id, topic, key, type_name FROM outbox ORDER BY seq")
-            return [tuple(r) for r in rows]
+        events = functools.partial(postgres_outbox, store.db)
     yield Adapter(store, events)
     await store.close()
 
