@@ -7,6 +7,7 @@ from tests.support.backends import (  # noqa: F401
     bus_backend,
     cache_backend,
     kafka_broker,
+    kafka_process,
     process_backends,
     redis_process,
     redis_url,

