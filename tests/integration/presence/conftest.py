@@ -5,6 +5,7 @@ two internal RPCs presence calls."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import uuid
@@ -26,7 +27,7 @@ from tests.integration.conftest import INTERNAL_TOKEN, AuthHarness
 from tests.support.auth import auth_test_settings
 from zynk.auth.v1 import auth_pb2
 from zynk.messaging.v1 import messaging_pb2, messaging_pb2_grpc
-from zynk.presence.v1 import presence_pb2_grpc
+from zynk.presence.v1 import presence_pb2, presence_pb2_grpc
 
 MESSAGING = "zynk.messaging.v1.MessagingService"
 PASSWORD = "a long enough password"
@@ -182,3 +183,13 @@ async def presence(auth: AuthHarness, tmp_path_factory) -> PresenceHarness:
                               [server, double_server], channel)
     yield harness
     await harness.stop()
+
+
+async def next_change(stream, timeout: float = 3.0) -> presence_pb2.WatchPresenceResponse:
+    """The next message of a WatchPresence stream that is not a keepalive."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await stream.read()
+            assert msg is not grpc.aio.EOF, "stream ended"
+            if msg.WhichOneof("event") != "keepalive":
+                return msg

@@ -10,7 +10,7 @@ import uuid
 import grpc
 import pytest
 
-from tests.integration.presence.conftest import MESSAGING, PresenceHarness, User
+from tests.integration.presence.conftest import MESSAGING, PresenceHarness, User, next_change
 from tests.support.grpc_errors import error_details, fails
 from zynk.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from zynk.presence.v1 import presence_pb2
@@ -33,15 +33,6 @@ async def get(h: PresenceHarness, viewer: User, *names: str) -> list[pb.Presence
 
 async def next_message(stream, timeout: float = 3.0) -> pb.WatchPresenceResponse:
     return await asyncio.wait_for(stream.read(), timeout)
-
-
-async def next_change(stream, timeout: float = 3.0) -> pb.WatchPresenceResponse:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await stream.read()
-            assert msg is not grpc.aio.EOF, "stream ended"
-            if msg.WhichOneof("event") != "keepalive":
-                return msg
 
 
 def is_hidden(p: pb.Presence) -> bool:

@@ -24,6 +24,7 @@ from tests.integration.presence.conftest import (
     PASSWORD,
     MessagingDouble,
     User,
+    next_change,
     start_messaging_double,
     start_presence,
 )
@@ -101,15 +102,6 @@ async def get(replica: Replica, viewer: User, name: str) -> pb.Presence:
     r = await replica.stub.BatchGetPresence(pb.BatchGetPresenceRequest(names=[name]),
                                             metadata=viewer.md)
     return r.presences[0]
-
-
-async def next_change(stream, timeout: float = 3.0) -> pb.WatchPresenceResponse:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await stream.read()
-            assert msg is not grpc.aio.EOF, "stream ended"
-            if msg.WhichOneof("event") != "keepalive":
-                return msg
 
 
 async def test_a_heartbeat_on_one_replica_is_read_on_the_other(replicas):
