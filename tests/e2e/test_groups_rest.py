@@ -6,19 +6,12 @@ and the API answers regardless.)"""
 
 from __future__ import annotations
 
-import uuid
-
-PASSWORD = "a long enough password"
+from tests.support.rest import bearer, signup
 
 
 async def login(http) -> tuple[str, dict[str, str]]:
-    name = "u" + uuid.uuid4().hex[:12]
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return body["user"]["name"], {"authorization": f"Bearer {body['tokens']['accessToken']}"}
+    body = await signup(http)
+    return body["user"]["name"], bearer(body["tokens"]["accessToken"])
 
 
 async def test_groups_over_rest(http):

@@ -7,19 +7,13 @@ import base64
 import json
 import uuid
 
-PASSWORD = "a long enough password"
+from tests.support import rest
 
 
 async def signup(http) -> dict:
-    name = f"e2e{uuid.uuid4().hex[:10]}"
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD,
-                                                    "deviceDisplayName": "e2e"})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = await rest.signup(http, "e2e")
     return {"user": body["user"]["name"], "device": body["device"]["name"],
-            "h": {"authorization": f"Bearer {body['tokens']['accessToken']}"}}
+            "h": rest.bearer(body["tokens"]["accessToken"])}
 
 
 async def inbox(http, who: dict, after: str = "") -> list[dict]:

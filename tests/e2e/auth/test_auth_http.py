@@ -15,27 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.auth import DeviceKeys
-
-PASSWORD = "correct horse battery"
+from tests.support.rest import bearer, signup
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def signup(http, device: str = "laptop") -> dict:
-    username = f"u{uuid.uuid4().hex[:12]}"
-    r = await http.post("/api/v1/auth/register", json={"username": username,
-                                                         "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD,
-                                                      "deviceDisplayName": device})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def publish(http, who: dict, keys: DeviceKeys) -> dict:
@@ -52,7 +36,7 @@ async def publish(http, who: dict, keys: DeviceKeys) -> dict:
 
 
 async def test_register_login_refresh_and_reuse_revokes_the_family(http):
-    who = await signup(http)
+    who = await signup(http, "laptop")
     assert who["user"]["name"].startswith("users/") and who["device"]["displayName"] == "laptop"
     # 64-bit and well-known types follow the proto3 JSON mapping.
     assert who["tokens"]["accessTokenExpireTime"].endswith("Z")

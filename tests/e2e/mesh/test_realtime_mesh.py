@@ -4,26 +4,17 @@ from a real login opens a socket for its device, and `call` frames reach the rea
 end-to-end tests of those services.)"""
 
 import json
-import uuid
 
 import pytest
 import websockets
 
+from tests.support.rest import signup
+
 pytestmark = pytest.mark.timeout(30)
 
 
-async def _login(http) -> dict:
-    name = "rt" + uuid.uuid4().hex[:12]
-    pw = "a long enough password"
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 async def test_a_real_login_opens_a_socket_for_its_device(mesh, http):
-    login = await _login(http)
+    login = await signup(http)
     token = login["tokens"]["accessToken"]
     url = mesh.gateway_url.replace("http://", "ws://") + "/api/v1/realtime"
     async with websockets.connect(url, subprotocols=["zynk.v1"], open_timeout=5,

@@ -1,13 +1,13 @@
 """`zynk up` as a client sees it: every service reachable over gRPC with reflection and
 health, the gateway serving the API, unbuilt services answering UNIMPLEMENTED honestly."""
 
-import uuid
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.runtime.catalog import CATALOG
+from tests.support.rest import signup
 
 
 async def _reflected_services(address: str) -> set[str]:
@@ -80,18 +80,8 @@ async def test_openapi_lists_every_annotated_route(http):
     assert (await http.get("/docs")).status_code == 200
 
 
-async def _token(http) -> str:
-    name = "u" + uuid.uuid4().hex[:12]
-    pw = "a long enough password"
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    return r.json()["tokens"]["accessToken"]
-
-
 async def test_unbuilt_services_answer_unimplemented(mesh, http):
-    token = await _token(http)
+    token = (await signup(http))["tokens"]["accessToken"]
     unbuilt = [s for s in mesh.services if not s.implemented]
     honest = 0
     for st in unbuilt:

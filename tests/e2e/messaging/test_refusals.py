@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from tests.e2e.auth.test_auth_http import bearer, signup
+from tests.support.rest import bearer, signup
 
 
 def b64(data: bytes) -> str:

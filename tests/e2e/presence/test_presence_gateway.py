@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
+
+from tests.support.rest import bearer, signup
 
 pytestmark = pytest.mark.timeout(30)
 
 
-async def _login(http) -> str:
-    name = "p" + uuid.uuid4().hex[:12]
-    pw = "a long enough password"
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    r = await http.post("/api/v1/auth/login", json={"username": name, "password": pw})
-    assert r.status_code == 200, r.text
-    return r.json()["tokens"]["accessToken"]
-
-
 async def test_heartbeat_read_and_watch_over_rest(http):
-    auth = {"authorization": f"Bearer {await _login(http)}"}
+    auth = bearer((await signup(http))["tokens"]["accessToken"])
     r = await http.post("/api/v1/presence:heartbeat", json={}, headers=auth)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -55,7 +46,7 @@ async def test_heartbeat_read_and_watch_over_rest(http):
 
 
 async def test_bad_presence_requests_are_400(http):
-    auth = {"authorization": f"Bearer {await _login(http)}"}
+    auth = bearer((await signup(http))["tokens"]["accessToken"])
     r = await http.get("/api/v1/presence:batchGet", headers=auth)
     assert r.status_code == 400, r.text
     r = await http.post("/api/v1/presence:heartbeat", json={"state": "NOT_A_STATE"},
