@@ -4,41 +4,33 @@ request's buf.validate rules."""
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
-
 from services.auth import names
 from services.auth.domain import AuthDomain, KeyBundle, SignedPrekeyInput, TokenPair
 from services.auth.store import DeviceRow, OneTimePrekeyRow, SignedPrekeyRow, UserRow
 from services.runtime import context
 from services.runtime.context import current_principal
 from services.runtime.errors import InvalidArgument
+from services.runtime.pbtime import timestamp
 from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
-
-
-def _ts(t: float | None) -> timestamp_pb2.Timestamp | None:
-    if t is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(round(t * 1e9)))
-    return ts
 
 
 def user_pb(u: UserRow) -> auth_pb2.User:
     return auth_pb2.User(name=names.user_name(u.id), username=u.username,
-                         display_name=u.display_name, create_time=_ts(u.create_time))
+                         display_name=u.display_name, create_time=timestamp(u.create_time))
 
 
 def device_pb(d: DeviceRow) -> auth_pb2.Device:
     return auth_pb2.Device(name=names.device_name(d.user_id, d.id), display_name=d.display_name,
-                           create_time=_ts(d.create_time), last_seen_time=_ts(d.last_seen_time),
-                           revoke_time=_ts(d.revoke_time), has_keys=d.has_keys)
+                           create_time=timestamp(d.create_time),
+                           last_seen_time=timestamp(d.last_seen_time),
+                           revoke_time=timestamp(d.revoke_time), has_keys=d.has_keys)
 
 
 def tokens_pb(t: TokenPair) -> auth_pb2.TokenPair:
     return auth_pb2.TokenPair(access_token=t.access_token,
-                              access_token_expire_time=_ts(t.access_token_expire_time),
+                              access_token_expire_time=timestamp(t.access_token_expire_time),
                               refresh_token=t.refresh_token,
-                              refresh_token_expire_time=_ts(t.refresh_token_expire_time))
+                              refresh_token_expire_time=timestamp(t.refresh_token_expire_time))
 
 
 def signed_prekey_pb(s: SignedPrekeyRow) -> auth_pb2.SignedPrekey:
@@ -150,4 +142,4 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetPrekeyStatusResponse(
             one_time_prekey_count=status.one_time_prekey_count,
             signed_prekey_id=0 if spk is None else spk.key_id,
-            signed_prekey_create_time=None if spk is None else _ts(spk.create_time))
+            signed_prekey_create_time=None if spk is None else timestamp(spk.create_time))

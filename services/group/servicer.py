@@ -3,19 +3,12 @@ already authenticated the caller and checked the request's buf.validate rules.""
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
-
 from services.group import names, rules
 from services.group.domain import GroupDomain, GroupView
 from services.group.store import InviteRow, MemberRow, Role
 from services.runtime.context import current_principal
+from services.runtime.pbtime import timestamp
 from zynk.group.v1 import group_pb2, group_pb2_grpc
-
-
-def _ts(t: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(round(t * 1e9)))
-    return ts
 
 
 def group_pb(v: GroupView) -> group_pb2.Group:
@@ -24,8 +17,8 @@ def group_pb(v: GroupView) -> group_pb2.Group:
         name=names.group_name(g.id), display_name=g.display_name, description=g.description,
         discoverable=g.discoverable, owner=names.user_name(g.owner_id),
         conversation=names.conversation_name(g.id), member_count=g.member_count,
-        caller_role=int(v.caller_role), create_time=_ts(g.create_time),
-        update_time=_ts(g.update_time), etag=rules.etag(g.id, g.revision))
+        caller_role=int(v.caller_role), create_time=timestamp(g.create_time),
+        update_time=timestamp(g.update_time), etag=rules.etag(g.id, g.revision))
 
 
 def member_pb(m: MemberRow) -> group_pb2.Member:
@@ -33,14 +26,14 @@ def member_pb(m: MemberRow) -> group_pb2.Member:
         name=names.member_name(m.group_id, m.user_id), user=names.user_name(m.user_id),
         role=int(m.role), added_by=names.user_name(m.added_by) if m.added_by else "",
         invite=names.invite_name(m.group_id, m.invite_id) if m.invite_id else "",
-        join_time=_ts(m.join_time))
+        join_time=timestamp(m.join_time))
 
 
 def invite_pb(i: InviteRow, token: str = "") -> group_pb2.Invite:
     return group_pb2.Invite(
-        name=names.invite_name(i.group_id, i.id), token=token, expire_time=_ts(i.expire_time),
+        name=names.invite_name(i.group_id, i.id), token=token, expire_time=timestamp(i.expire_time),
         max_uses=i.max_uses, use_count=i.use_count, creator=names.user_name(i.creator_id),
-        create_time=_ts(i.create_time))
+        create_time=timestamp(i.create_time))
 
 
 def _user_refs(values, field: str) -> list[str]:

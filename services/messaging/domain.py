@@ -76,6 +76,7 @@ from services.runtime.errors import (
     PermissionDenied,
     ZynkError,
 )
+from services.runtime.pbtime import duration, timestamp
 from services.runtime.ratelimit import RateLimiter, enforce
 from zynk.messaging.v1 import messaging_pb2 as pb
 
@@ -496,7 +497,7 @@ class MessagingDomain:
                 receipt = pb.ReceiptEvent(
                     type=pb.RECEIPT_TYPE_READ, conversation=conversation,
                     user=caller.user_name, read_sequence=new,
-                    event_time=views.ts(now)).SerializeToString()
+                    event_time=timestamp(now)).SerializeToString()
                 for sender in senders:
                     entries += [NewEntry(sender, d, EntryKind.RECEIPT, conversation_id,
                                          payload=receipt) for d in devices_of(sender)]
@@ -574,7 +575,7 @@ class MessagingDomain:
                         user=names.user_name(recipient),
                         messages=[names.message_name(conversation_id, m)
                                   for m in ids[i:i + MAX_RECEIPT_MESSAGES]],
-                        event_time=views.ts(now)).SerializeToString()
+                        event_time=timestamp(now)).SerializeToString()
                     entries += [NewEntry(sender, device, EntryKind.RECEIPT, conversation_id,
                                          payload=payload) for device in targets]
             return Fanout(entries, [
@@ -665,7 +666,7 @@ class MessagingDomain:
                      message_ttl_s: float | None = None) -> SystemStep:
         event = pb.SystemEvent(type=event_type, actor=names.user_name(actor),
                                users=[names.user_name(u) for u in users],
-                               message_ttl=views.duration(message_ttl_s))
+                               message_ttl=duration(message_ttl_s))
         audience = users if audience is None else audience
         deliveries = [Recipient(u, d) for u in sorted(audience) for d in devices.get(u, ())]
         return SystemStep(kind, events.new_id(), event.SerializeToString(), list(users),

@@ -8,7 +8,7 @@ import uuid
 
 from services.messaging import names
 from services.messaging.store import ConversationType, MessageKind, MessageRow, OutboxEvent
-from services.messaging.views import ts
+from services.runtime.pbtime import timestamp
 from zynk.events.v1 import events_pb2
 
 TOPIC_SENT = "messages.sent"
@@ -35,7 +35,7 @@ def new_id() -> str:
 def _envelope(topic: str, key: str, occur_time: float, **payload) -> OutboxEvent:
     event_id = new_id()
     env = events_pb2.EventEnvelope(
-        metadata=events_pb2.EventMetadata(event_id=event_id, occur_time=ts(occur_time),
+        metadata=events_pb2.EventMetadata(event_id=event_id, occur_time=timestamp(occur_time),
                                           producer=PRODUCER),
         topic=topic, partition_key=key, **payload)
     return OutboxEvent(topic, key, env, event_id)
@@ -53,7 +53,8 @@ def message_sent(row: MessageRow, conversation_type: ConversationType) -> Outbox
                          envelope_count=(row.envelope_count
                                          if row.kind is MessageKind.PAIRWISE else 0),
                          ciphertext_bytes=row.ciphertext_bytes,
-                         create_time=ts(row.create_time), expire_time=ts(row.expire_time)))
+                         create_time=timestamp(row.create_time),
+                         expire_time=timestamp(row.expire_time)))
 
 
 def message_delivered(conversation_id: str, message_id: str, sender_user: str,
@@ -65,7 +66,7 @@ def message_delivered(conversation_id: str, message_id: str, sender_user: str,
                          sender=names.user_name(sender_user),
                          recipient=names.user_name(recipient_user),
                          recipient_device=names.device_name(recipient_user, recipient_device),
-                         deliver_time=ts(now)))
+                         deliver_time=timestamp(now)))
 
 
 def message_read(conversation_id: str, reader: str, read_sequence: int, suppressed: bool,
@@ -74,7 +75,7 @@ def message_read(conversation_id: str, reader: str, read_sequence: int, suppress
                      message_read=events_pb2.MessageRead(
                          conversation=names.conversation_name(conversation_id),
                          reader=names.user_name(reader), read_sequence=read_sequence,
-                         receipts_suppressed=suppressed, read_time=ts(now)))
+                         receipts_suppressed=suppressed, read_time=timestamp(now)))
 
 
 def device_changed(payload: bytes) -> events_pb2.DeviceChanged | None:

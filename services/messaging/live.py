@@ -23,6 +23,7 @@ from services.messaging import views
 from services.messaging.store import MessageStore
 from services.runtime import logging as zlog
 from services.runtime.errors import Aborted, InvalidArgument, Unauthenticated
+from services.runtime.pbtime import timestamp
 from services.runtime.pubsub import PubSub, SubscriptionOverflow
 from services.runtime.revocations import RevocationList
 from zynk.messaging.v1 import messaging_pb2 as pb
@@ -115,7 +116,7 @@ class InboxStreams:
                         yield response
                     if not sent:
                         yield pb.SubscribeResponse(
-                            keepalive=pb.Keepalive(server_time=views.ts(self._clock())))
+                            keepalive=pb.Keepalive(server_time=timestamp(self._clock())))
                     continue
                 except SubscriptionOverflow:
                     async for response, seq in self._backlog(device_id, last):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from google.protobuf import duration_pb2, timestamp_pb2
-
 from services.messaging import names
 from services.messaging.cursors import encode_cursor
 from services.messaging.hashing import EnvelopeDigest
@@ -23,23 +21,8 @@ from services.messaging.store import (
     MessageRow,
     ReceiptRow,
 )
+from services.runtime.pbtime import duration, timestamp
 from zynk.messaging.v1 import messaging_pb2 as pb
-
-
-def ts(t: float | None) -> timestamp_pb2.Timestamp | None:
-    if t is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(int(round(t * 1e9)))
-    return out
-
-
-def duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if seconds is None:
-        return None
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(int(round(seconds * 1e9)))
-    return out
 
 
 def etag(row: ConversationRow) -> str:
@@ -53,9 +36,9 @@ def conversation(row: ConversationRow, read_sequence: int) -> pb.Conversation:
         name=names.conversation_name(row.id), type=int(row.type),
         participants=[names.user_name(u) for u in row.direct_users] if direct else (),
         group="" if direct else names.group_name(row.group_id),
-        message_ttl=duration(row.message_ttl_s), create_time=ts(row.create_time),
-        update_time=ts(row.update_time), last_sequence=row.last_sequence,
-        last_activity_time=ts(row.last_activity_time), read_sequence=read_sequence,
+        message_ttl=duration(row.message_ttl_s), create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time), last_sequence=row.last_sequence,
+        last_activity_time=timestamp(row.last_activity_time), read_sequence=read_sequence,
         etag=etag(row))
 
 
@@ -67,9 +50,9 @@ def message(row: MessageRow, now: float, *, envelope: EnvelopeRow | None = None,
     name = names.message_name(row.conversation_id, row.id)
     if row.erased(now):
         delete_time = row.delete_time if row.delete_time is not None else row.expire_time
-        return pb.Message(name=name, sequence=row.sequence, delete_time=ts(delete_time))
-    out = pb.Message(name=name, sequence=row.sequence, create_time=ts(row.create_time),
-                     expire_time=ts(row.expire_time))
+        return pb.Message(name=name, sequence=row.sequence, delete_time=timestamp(delete_time))
+    out = pb.Message(name=name, sequence=row.sequence, create_time=timestamp(row.create_time),
+                     expire_time=timestamp(row.expire_time))
     if row.kind is MessageKind.SYSTEM:
         if row.system_event:
             out.system_event.ParseFromString(row.system_event)
@@ -106,5 +89,5 @@ def inbox_entry(device_id: str, item: InboxItem, now: float) -> pb.SubscribeResp
 
 def receipt(conversation_id: str, message_id: str, row: ReceiptRow) -> pb.Receipt:
     return pb.Receipt(name=names.receipt_name(conversation_id, message_id, row.user_id),
-                      user=names.user_name(row.user_id), deliver_time=ts(row.deliver_time),
-                      read_time=ts(row.read_time))
+                      user=names.user_name(row.user_id), deliver_time=timestamp(row.deliver_time),
+                      read_time=timestamp(row.read_time))

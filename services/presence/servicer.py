@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 
-from google.protobuf import duration_pb2
-
 from services.presence import names
 from services.presence.domain import PresenceDomain
 from services.presence.views import Keepalive, PresenceView, WatchEvent
-from services.presence.wire import Typing, ts
+from services.presence.wire import Typing
 from services.runtime.context import current_principal
+from services.runtime.pbtime import duration, timestamp
 from zynk.presence.v1 import presence_pb2, presence_pb2_grpc
 
 pb = presence_pb2
@@ -21,13 +20,13 @@ def presence_pb(v: PresenceView) -> pb.Presence:
     return pb.Presence(
         name=names.presence_name(v.user_id),
         state=pb.PRESENCE_STATE_ONLINE if v.online else pb.PRESENCE_STATE_OFFLINE,
-        last_seen_time=ts(v.last_seen), update_time=ts(v.update_time))
+        last_seen_time=timestamp(v.last_seen), update_time=timestamp(v.update_time))
 
 
 def typing_pb(t: Typing) -> pb.TypingIndicator:
     return pb.TypingIndicator(conversation=names.conversation_name(t.conversation_id),
                               user=names.user_name(t.user_id), typing=t.typing,
-                              expire_time=ts(t.expire_at))
+                              expire_time=timestamp(t.expire_at))
 
 
 def watch_event_pb(e: WatchEvent) -> pb.WatchPresenceResponse:
@@ -36,13 +35,7 @@ def watch_event_pb(e: WatchEvent) -> pb.WatchPresenceResponse:
     if isinstance(e, Typing):
         return pb.WatchPresenceResponse(typing=typing_pb(e))
     assert isinstance(e, Keepalive)
-    return pb.WatchPresenceResponse(keepalive=pb.Keepalive(server_time=ts(e.server_time)))
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(round(seconds * 1e9)))
-    return d
+    return pb.WatchPresenceResponse(keepalive=pb.Keepalive(server_time=timestamp(e.server_time)))
 
 
 class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
@@ -52,7 +45,7 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
     async def Heartbeat(self, request, context_):
         interval, own = await self._d.heartbeat(
             current_principal(), request.state != pb.PRESENCE_STATE_OFFLINE)
-        return pb.HeartbeatResponse(heartbeat_interval=_duration(interval),
+        return pb.HeartbeatResponse(heartbeat_interval=duration(interval),
                                     presence=presence_pb(own))
 
     async def BatchGetPresence(self, request, context_):
@@ -73,4 +66,4 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         expire_at = await self._d.set_typing(
             current_principal(), names.parse_conversation(request.conversation, "conversation"),
             request.typing)
-        return pb.SetTypingResponse(expire_time=ts(expire_at))
+        return pb.SetTypingResponse(expire_time=timestamp(expire_at))

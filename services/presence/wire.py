@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from google.protobuf import timestamp_pb2
-
 from services.presence import names
 from services.presence.store import UserPresence
+from services.runtime.pbtime import timestamp
 from zynk.presence.v1 import presence_pb2
 
 USER_CHANNEL = "presence:user:"
@@ -35,14 +34,6 @@ def typing_channel(conversation_id: str) -> str:
     return TYPING_CHANNEL + conversation_id
 
 
-def ts(t: float | None) -> timestamp_pb2.Timestamp | None:
-    if t is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(int(round(t * 1e9)))
-    return out
-
-
 def _secs(msg, field: str) -> float | None:
     return getattr(msg, field).ToNanoseconds() / 1e9 if msg.HasField(field) else None
 
@@ -51,7 +42,7 @@ def encode_presence(p: UserPresence) -> bytes:
     state = presence_pb2.PRESENCE_STATE_ONLINE if p.online else presence_pb2.PRESENCE_STATE_OFFLINE
     return presence_pb2.Presence(
         name=names.presence_name(p.user_id), state=state,
-        last_seen_time=ts(p.last_seen), update_time=ts(p.since)).SerializeToString()
+        last_seen_time=timestamp(p.last_seen), update_time=timestamp(p.since)).SerializeToString()
 
 
 def decode_presence(data: bytes) -> UserPresence | None:
@@ -68,7 +59,7 @@ def decode_presence(data: bytes) -> UserPresence | None:
 def encode_typing(t: Typing) -> bytes:
     return presence_pb2.TypingIndicator(
         conversation=names.conversation_name(t.conversation_id), user=names.user_name(t.user_id),
-        typing=t.typing, expire_time=ts(t.expire_at)).SerializeToString()
+        typing=t.typing, expire_time=timestamp(t.expire_at)).SerializeToString()
 
 
 def decode_typing(data: bytes) -> Typing | None:
