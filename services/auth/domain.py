@@ -33,7 +33,6 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf import timestamp_pb2
 
 from services.auth import names
 from services.auth.signing import TokenIssuer, new_refresh_token, refresh_token_hash
@@ -60,6 +59,8 @@ from services.runtime.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from services.runtime.events import envelope
+from services.runtime.pbtime import timestamp
 from services.runtime.ratelimit import RateLimiter, enforce
 from services.runtime.pubsub import PubSub
 from services.runtime.revocations import RevocationList
@@ -576,26 +577,18 @@ def _device_not_found(user_id: str, device_id: str) -> NotFound:
 
 async def _add_device_event(tx: AuthTx, device: DeviceRow,
                             change: events_pb2.DeviceChanged.Change, now: float) -> None:
-    occurred = timestamp_pb2.Timestamp()
-    occurred.FromNanoseconds(int(now * 1e9))
-    event = events_pb2.EventEnvelope(
-        metadata=events_pb2.EventMetadata(event_id=str(uuid.uuid4()), occur_time=occurred,
-                                          producer="auth"),
-        topic=TOPIC_DEVICES_CHANGED, partition_key=device.user_id,
+    event = envelope(
+        "auth", TOPIC_DEVICES_CHANGED, device.user_id, now,
         device_changed=events_pb2.DeviceChanged(
             device=names.device_name(device.user_id, device.id),
-            user=names.user_name(device.user_id), change=change, change_time=occurred))
+            user=names.user_name(device.user_id), change=change, change_time=timestamp(now)))
     await tx.add_event(TOPIC_DEVICES_CHANGED, event.partition_key, event,
                        event.metadata.event_id)
 
 
 def _registered_event(user: UserRow) -> events_pb2.EventEnvelope:
-    occurred = timestamp_pb2.Timestamp()
-    occurred.FromNanoseconds(int(user.create_time * 1e9))
-    return events_pb2.EventEnvelope(
-        metadata=events_pb2.EventMetadata(event_id=str(uuid.uuid4()), occur_time=occurred,
-                                          producer="auth"),
-        topic=TOPIC_USERS_REGISTERED, partition_key=user.id,
+    return envelope(
+        "auth", TOPIC_USERS_REGISTERED, user.id, user.create_time,
         user_registered=events_pb2.UserRegistered(
             user=names.user_name(user.id), username=user.username,
-            display_name=user.display_name, create_time=occurred))
+            display_name=user.display_name, create_time=timestamp(user.create_time)))

@@ -27,8 +27,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from google.protobuf import timestamp_pb2
-
 from services.group import names, rules
 from services.group.relay import pending_change
 from services.group.store import (
@@ -51,6 +49,8 @@ from services.runtime.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from services.runtime.events import envelope
+from services.runtime.pbtime import timestamp
 from zynk.events.v1 import events_pb2
 
 log = zlog.get("group")
@@ -577,14 +577,10 @@ def _decode_page_token(token: str, kind: str, parent: str) -> int | None:
 
 
 def _created_event(group: GroupRow, member_count: int) -> events_pb2.EventEnvelope:
-    created = timestamp_pb2.Timestamp()
-    created.FromNanoseconds(int(group.create_time * 1e9))
-    return events_pb2.EventEnvelope(
-        metadata=events_pb2.EventMetadata(event_id=str(uuid.uuid4()), occur_time=created,
-                                          producer="group"),
-        topic=TOPIC_GROUPS_CREATED, partition_key=group.id,
+    return envelope(
+        "group", TOPIC_GROUPS_CREATED, group.id, group.create_time,
         group_created=events_pb2.GroupCreated(
             group=names.group_name(group.id), creator=names.user_name(group.owner_id),
             conversation=names.conversation_name(group.id),
             display_name=group.display_name, discoverable=group.discoverable,
-            member_count=member_count, create_time=created))
+            member_count=member_count, create_time=timestamp(group.create_time)))

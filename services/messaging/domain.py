@@ -76,6 +76,7 @@ from services.runtime.errors import (
     PermissionDenied,
     ZynkError,
 )
+from services.runtime.events import new_id
 from services.runtime.pbtime import duration, timestamp
 from services.runtime.ratelimit import RateLimiter, enforce
 from zynk.messaging.v1 import messaging_pb2 as pb
@@ -669,7 +670,7 @@ class MessagingDomain:
                                message_ttl=duration(message_ttl_s))
         audience = users if audience is None else audience
         deliveries = [Recipient(u, d) for u in sorted(audience) for d in devices.get(u, ())]
-        return SystemStep(kind, events.new_id(), event.SerializeToString(), list(users),
+        return SystemStep(kind, new_id(), event.SerializeToString(), list(users),
                           deliveries)
 
     @staticmethod

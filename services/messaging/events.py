@@ -3,11 +3,9 @@ change) and the one it consumes (devices.changed)."""
 
 from __future__ import annotations
 
-import random
-import uuid
-
 from services.messaging import names
 from services.messaging.store import ConversationType, MessageKind, MessageRow, OutboxEvent
+from services.runtime.events import envelope
 from services.runtime.pbtime import timestamp
 from zynk.events.v1 import events_pb2
 
@@ -23,22 +21,9 @@ _CONVERSATION_TYPE = {
 }
 
 
-_ids = random.Random()  # seeded from os.urandom
-
-
-def new_id() -> str:
-    """A random (version 4) UUID for server-made ids (event ids, SystemEvent entries). They
-    must be unique, not unpredictable, and os.urandom is a GIL hand-off on a busy path."""
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
-
-
 def _envelope(topic: str, key: str, occur_time: float, **payload) -> OutboxEvent:
-    event_id = new_id()
-    env = events_pb2.EventEnvelope(
-        metadata=events_pb2.EventMetadata(event_id=event_id, occur_time=timestamp(occur_time),
-                                          producer=PRODUCER),
-        topic=topic, partition_key=key, **payload)
-    return OutboxEvent(topic, key, env, event_id)
+    env = envelope(PRODUCER, topic, key, occur_time, **payload)
+    return OutboxEvent(topic, key, env, env.metadata.event_id)
 
 
 def message_sent(row: MessageRow, conversation_type: ConversationType) -> OutboxEvent:
