@@ -419,14 +419,12 @@ class Connection:
                 finally:
                     stream.cancel()
                 log.debug("realtime.inbox_reconnect", delay_s=round(delay, 2))
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, rt.settings.retry_max_s)
+                delay = await self._back_off(delay)
         except ClientDisconnected:
             pass
         except Exception:
             log.exception("realtime.inbox_failed")
-            self.fail(Close.SERVER_ERROR, error_status(C.INTERNAL, "INTERNAL", "internal error"),
-                      "server error")
+            self._fail_internal()
 
     async def _pump_watch(self, request: Any, fid: str) -> None:
         """Forward WatchPresence; reopened after UNAVAILABLE (presence restates the current
@@ -453,14 +451,12 @@ class Connection:
                         return
                 finally:
                     stream.cancel()
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, rt.settings.retry_max_s)
+                delay = await self._back_off(delay)
         except ClientDisconnected:
             pass
         except Exception:
             log.exception("realtime.watch_failed")
-            self.fail(Close.SERVER_ERROR, error_status(C.INTERNAL, "INTERNAL", "internal error"),
-                      "server error")
+            self._fail_internal()
         finally:
             if self.watch is asyncio.current_task():
                 self.watch = None
@@ -471,6 +467,16 @@ class Connection:
         """gRPC metadata for one upstream call: the token, client address, a request id."""
         self.seq += 1
         return (*self.md, ("x-request-id", f"rt-{self.cid}-{self.seq}"))
+
+    async def _back_off(self, delay: float) -> float:
+        """Sleep a random part of `delay` (full jitter) before reopening an upstream stream;
+        the next delay, doubled up to retry_max_s."""
+        await asyncio.sleep(random.uniform(0, delay))
+        return min(delay * 2, self.rt.settings.retry_max_s)
+
+    def _fail_internal(self) -> None:
+        self.fail(Close.SERVER_ERROR, error_status(C.INTERNAL, "INTERNAL", "internal error"),
+                  "server error")
 
     def _upstream_status(self, e: grpc.RpcError, what: str) -> dict[str, Any]:
         err, original = from_rpc_error(e)
