@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from services.runtime.config import PostgresSettings
+from services.runtime.config import PostgresSettings, Settings
 from services.runtime.postgres import PostgresDatabase
 
 ADMIN_URL_ENV = "ZYNK_TEST_POSTGRES_URL"
@@ -43,6 +43,14 @@ STALE_AFTER_S = 24 * 3600
 TEST_SETTINGS = PostgresSettings(pool_max_size=20, statement_timeout_s=10.0,
                                  connect_timeout_s=3.0, acquire_timeout_s=10.0,
                                  migration_lock_timeout_s=30.0)
+
+
+def on_postgres(settings: Settings, url: str) -> Settings:
+    """`settings` with PostgreSQL storage at `url` (the test database) and TEST_SETTINGS."""
+    settings.backends.storage = "postgres"
+    settings.backends.database_url = url
+    settings.postgres = TEST_SETTINGS
+    return settings
 
 
 def admin_url() -> str:

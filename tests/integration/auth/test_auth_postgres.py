@@ -33,18 +33,14 @@ from tests.integration.auth.test_auth_grpc import (  # noqa: F401  (collected he
 from tests.integration.conftest import start_auth
 from tests.support.auth import DeviceKeys, auth_test_settings
 from tests.support.grpc_errors import error_details
-from tests.support.postgres import TEST_SETTINGS
+from tests.support.postgres import on_postgres
 from zynk.auth.v1 import auth_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def postgres_settings(data_dir: pathlib.Path, url: str) -> Settings:
-    settings = auth_test_settings(data_dir)
-    settings.backends.storage = "postgres"
-    settings.backends.database_url = url
-    settings.postgres = TEST_SETTINGS
-    return settings
+    return on_postgres(auth_test_settings(data_dir), url)
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ from tests.integration.group.test_group_relay import (  # noqa: F401  (collected
     wait_until_relayed,
 )
 from tests.support.grpc_errors import error_details
-from tests.support.postgres import TEST_SETTINGS, temporary_database
+from tests.support.postgres import on_postgres, temporary_database
 from zynk.group.v1 import group_pb2 as pb
 from zynk.messaging.v1 import messaging_pb2_grpc
 
@@ -69,11 +69,7 @@ OWNER, ADMIN, MEMBER = pb.ROLE_OWNER, pb.ROLE_ADMIN, pb.ROLE_MEMBER
 
 
 def postgres_group_settings(data_dir: pathlib.Path, url: str, **group_overrides) -> Settings:
-    settings = group_settings(data_dir, **group_overrides)
-    settings.backends.storage = "postgres"
-    settings.backends.database_url = url
-    settings.postgres = TEST_SETTINGS
-    return settings
+    return on_postgres(group_settings(data_dir, **group_overrides), url)
 
 
 @pytest.fixture(scope="module")

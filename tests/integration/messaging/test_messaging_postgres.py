@@ -55,18 +55,14 @@ from tests.integration.messaging.test_groups_and_lifecycle import (  # noqa: F40
     test_stream_is_replaced_keeps_alive_and_ends_on_revocation,
 )
 from tests.support.mesh import start_mesh
-from tests.support.postgres import TEST_SETTINGS, temporary_database
+from tests.support.postgres import on_postgres, temporary_database
 from zynk.messaging.v1 import messaging_pb2 as pb
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def postgres_settings(data_dir: pathlib.Path, url: str, **messaging) -> Settings:
-    settings = messaging_test_settings(data_dir, **messaging)
-    settings.backends.storage = "postgres"
-    settings.backends.database_url = url
-    settings.postgres = TEST_SETTINGS
-    return settings
+    return on_postgres(messaging_test_settings(data_dir, **messaging), url)
 
 
 @pytest.fixture(scope="module")
