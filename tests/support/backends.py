@@ -70,7 +70,24 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-class TansuBroker:
+class _Freezable:
+    """A server process (`proc`) a test may freeze and thaw."""
+
+    proc: subprocess.Popen | None
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers, the
+        harshest outage for a client, which must time out rather than hang."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class TansuBroker(_Freezable):
     """A Tansu broker process on 127.0.0.1 (never 0.0.0.0), memory storage."""
 
     def __init__(self, binary: str, port: int | None = None) -> None:
@@ -120,19 +137,8 @@ class TansuBroker:
         self.stop()
         self.start()
 
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections stay open but nothing answers, the
-        harshest outage for a client, which must time out rather than hang."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-        wait_stopped(self.proc.pid)
 
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-
-class RedisProcess:
+class RedisProcess(_Freezable):
     """A private redis-server on 127.0.0.1 for outage tests (the machine's shared Redis must
     never be stopped: other suites and runs use it)."""
 
@@ -164,16 +170,6 @@ class RedisProcess:
             proc, self.proc = self.proc, None
             proc.kill()
             proc.wait(5)
-
-    def pause(self) -> None:
-        """SIGSTOP: connections stay open, nothing answers (clients must time out)."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-        wait_stopped(self.proc.pid)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
 
 def wait_stopped(pid: int, timeout_s: float = 5.0) -> None:
