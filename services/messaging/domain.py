@@ -468,13 +468,8 @@ class MessagingDomain:
 
     async def delete_message(self, caller: Principal, conversation_id: str,
                              message_id: str) -> MessageRow:
-        await self._member_state(caller, conversation_id)
-        row = await self._store.get_message(message_id)
-        if row is None or row.conversation_id != conversation_id:
-            raise NotFound("message not found", reason="MESSAGE_NOT_FOUND")
-        if row.kind is MessageKind.SYSTEM or row.sender_user != caller.user_id:
-            raise PermissionDenied("only the sender can delete a message",
-                                   reason="NOT_THE_SENDER")
+        await self._own_message(caller, conversation_id, message_id,
+                                "only the sender can delete a message")
         deleted = await self._store.delete_message(message_id, self._clock())
         assert deleted is not None
         log.info("message deleted", conversation_id=conversation_id, message_id=message_id)
@@ -521,13 +516,8 @@ class MessagingDomain:
 
     async def list_receipts(self, caller: Principal, conversation_id: str, message_id: str,
                             page_size: int, page_token: str) -> Page:
-        await self._member_state(caller, conversation_id)
-        row = await self._store.get_message(message_id)
-        if row is None or row.conversation_id != conversation_id:
-            raise NotFound("message not found", reason="MESSAGE_NOT_FOUND")
-        if row.kind is MessageKind.SYSTEM or row.sender_user != caller.user_id:
-            raise PermissionDenied("only the sender sees a message's receipts",
-                                   reason="NOT_THE_SENDER")
+        row = await self._own_message(caller, conversation_id, message_id,
+                                      "only the sender sees a message's receipts")
         limit = _page_size(page_size)
         request = cursors.request_digest("receipts", message_id, caller.user_id)
         after = ""
@@ -623,6 +613,18 @@ class MessagingDomain:
         if state is None or caller.user_id not in state.members:
             raise _not_member()
         return state
+
+    async def _own_message(self, caller: Principal, conversation_id: str, message_id: str,
+                           denied: str) -> MessageRow:
+        """A message the caller sent in a conversation they are a member of; PermissionDenied
+        with `denied` for anyone else's (or a system message)."""
+        await self._member_state(caller, conversation_id)
+        row = await self._store.get_message(message_id)
+        if row is None or row.conversation_id != conversation_id:
+            raise NotFound("message not found", reason="MESSAGE_NOT_FOUND")
+        if row.kind is MessageKind.SYSTEM or row.sender_user != caller.user_id:
+            raise PermissionDenied(denied, reason="NOT_THE_SENDER")
+        return row
 
     @staticmethod
     def _own_device(caller: Principal, device_ref: tuple[str, str], field: str) -> None:
