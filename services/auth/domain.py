@@ -21,10 +21,7 @@ Security-relevant choices, in one place:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,6 +45,7 @@ from services.auth.store import (
 )
 from services.runtime import hints
 from services.runtime import logging as zlog
+from services.runtime import paging
 from services.runtime.config import Settings
 from services.runtime.context import Principal
 from services.runtime.errors import (
@@ -73,8 +71,6 @@ TOPIC_USERS_REGISTERED = "users.registered"
 TOPIC_DEVICES_CHANGED = "devices.changed"
 MAX_ACTIVE_DEVICE_USERS = 1000
 INVALID_CREDENTIALS = "invalid username or password"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 UPDATABLE_DEVICE_FIELDS = frozenset({"display_name"})
 
 
@@ -305,10 +301,7 @@ class AuthDomain:
     async def list_devices(self, caller: Principal, user_ref: str, page_size: int,
                            page_token: str, show_revoked: bool) -> DeviceList:
         user_id = _own_user(caller, user_ref)
-        if page_size < 0:
-            raise InvalidArgument("page_size must not be negative",
-                                  field_violations=[("page_size", "must be >= 0")])
-        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        limit = paging.page_size(page_size)
         after = _decode_page_token(page_token, user_id, show_revoked) if page_token else None
         rows = await self._store.list_devices(user_id, after=after, limit=limit + 1,
                                               include_revoked=show_revoked)
@@ -541,24 +534,18 @@ def _duplicate_positions(ids: Sequence[int]) -> list[int]:
 
 
 def _encode_page_token(user_id: str, show_revoked: bool, last: DeviceRow) -> str:
-    raw = json.dumps({"u": user_id, "r": show_revoked, "c": last.create_time, "i": last.id},
-                     separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return paging.encode_token({"u": user_id, "r": show_revoked, "c": last.create_time,
+                                "i": last.id})
 
 
 def _decode_page_token(token: str, user_id: str, show_revoked: bool) -> DevicePage:
-    bad = InvalidArgument("page_token is not valid for this request",
-                          field_violations=[("page_token", "not a token from a previous page "
-                                             "of the same request")],
-                          reason="INVALID_PAGE_TOKEN")
+    data = paging.decode_token(token)
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         page = DevicePage(float(data["c"]), str(data["i"]))
-        same_request = data["u"] == user_id and data["r"] is show_revoked
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad from None
-    if not same_request:
-        raise bad
+    except (ValueError, KeyError, TypeError):
+        raise paging.invalid_token() from None
+    if data.get("u") != user_id or data.get("r") is not show_revoked:
+        raise paging.invalid_token()
     return page
 
 

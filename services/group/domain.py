@@ -17,10 +17,7 @@ Invariants kept in every transaction: exactly one OWNER among the members; at mo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import json
 import secrets
 import time
 import uuid
@@ -39,6 +36,7 @@ from services.group.store import (
     Role,
 )
 from services.runtime import logging as zlog
+from services.runtime import paging
 from services.runtime.config import GroupSettings
 from services.runtime.context import Principal
 from services.runtime.errors import (
@@ -56,8 +54,6 @@ from zynk.events.v1 import events_pb2
 log = zlog.get("group")
 
 TOPIC_GROUPS_CREATED = "groups.created"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 UPDATABLE_FIELDS = ("display_name", "description", "discoverable")
 INVITE_DEFAULT_TTL_S = 7 * 24 * 3600
 INVITE_MAX_TTL_S = 30 * 24 * 3600
@@ -163,7 +159,7 @@ class GroupDomain:
 
     async def list_groups(self, caller: Principal, page_size: int,
                           page_token: str) -> Page[MembershipView]:
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         before = _decode_page_token(page_token, "groups", caller.user_id)
         rows = await self._store.list_groups_of(caller.user_id, before_seq=before,
                                                 limit=limit + 1)
@@ -215,7 +211,7 @@ class GroupDomain:
     async def list_members(self, caller: Principal, group_id: str, page_size: int,
                            page_token: str) -> Page[MemberRow]:
         await self._visible(caller, group_id)
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         after = _decode_page_token(page_token, "members", group_id)
         rows = await self._store.list_members(group_id, after_seq=after, limit=limit + 1)
         return _page(rows, limit, lambda m: _encode_page_token("members", group_id, m.seq))
@@ -386,7 +382,7 @@ class GroupDomain:
                            page_token: str) -> Page[InviteRow]:
         _, me = await self._visible(caller, group_id)
         _require_admin(me, "see invites")
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         after = _decode_page_token(page_token, "invites", group_id)
         rows = await self._store.list_usable_invites(group_id, self._clock(), after_seq=after,
                                                      limit=limit + 1)
@@ -538,13 +534,6 @@ def _invite_refused(reason: str) -> NotFound:
     return NotFound(_INVITE_MESSAGES[reason], reason=reason)
 
 
-def _page_size(page_size: int) -> int:
-    if page_size < 0:
-        raise InvalidArgument("page_size must not be negative",
-                              field_violations=[("page_size", "must be >= 0")])
-    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
 def _page(rows: list[T], limit: int, token_of: Callable[[T], str]) -> Page[T]:
     if len(rows) > limit:
         rows = rows[:limit]
@@ -553,26 +542,18 @@ def _page(rows: list[T], limit: int, token_of: Callable[[T], str]) -> Page[T]:
 
 
 def _encode_page_token(kind: str, parent: str, seq: int) -> str:
-    raw = json.dumps({"k": kind, "p": parent, "s": seq}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return paging.encode_token({"k": kind, "p": parent, "s": seq})
 
 
 def _decode_page_token(token: str, kind: str, parent: str) -> int | None:
     """The keyset position in a token from a previous page of the same listing."""
     if not token:
         return None
-    bad = InvalidArgument("page_token is not valid for this request",
-                          field_violations=[("page_token", "not a token from a previous page "
-                                             "of the same request")],
-                          reason="INVALID_PAGE_TOKEN")
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        seq = data["s"]
-        same = data["k"] == kind and data["p"] == parent
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad from None
-    if not same or not isinstance(seq, int) or isinstance(seq, bool):
-        raise bad
+    data = paging.decode_token(token)
+    seq = data.get("s")
+    if (data.get("k") != kind or data.get("p") != parent or not isinstance(seq, int)
+            or isinstance(seq, bool)):
+        raise paging.invalid_token()
     return seq
 
 

@@ -18,6 +18,7 @@ import json
 import struct
 from typing import Any
 
+from services.runtime import paging
 from services.runtime.errors import InvalidArgument
 
 _CURSOR_VERSION = 1
@@ -62,20 +63,12 @@ def request_digest(*parts: Any) -> str:
 
 def encode_page_token(request: str, position: list) -> str:
     """`request` is request_digest() of everything that shapes the listing except the page."""
-    return _b64e(json.dumps({"r": request, "p": position}, separators=(",", ":")).encode())
+    return paging.encode_token({"r": request, "p": position})
 
 
 def decode_page_token(token: str, request: str) -> list:
-    bad = InvalidArgument("page_token is not valid for this request",
-                          field_violations=[("page_token", "not a token from a previous page "
-                                             "of the same request")],
-                          reason="INVALID_PAGE_TOKEN")
-    try:
-        data = json.loads(_b64d(token))
-        position = data["p"]
-        same = data["r"] == request
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad from None
-    if not same or not isinstance(position, list):
-        raise bad
+    data = paging.decode_token(token)
+    position = data.get("p")
+    if data.get("r") != request or not isinstance(position, list):
+        raise paging.invalid_token()
     return position

@@ -65,6 +65,7 @@ from services.messaging.store import (
     SystemStep,
 )
 from services.runtime import logging as zlog
+from services.runtime import paging
 from services.runtime.config import Settings
 from services.runtime.context import Principal
 from services.runtime.errors import (
@@ -83,8 +84,6 @@ from zynk.messaging.v1 import messaging_pb2 as pb
 
 log = zlog.get("messaging")
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 MAX_RECEIPT_MESSAGES = 500  # message names per ReceiptEvent (a huge ack is split)
 MISMATCH_LIST_MAX = 20  # device names per ErrorInfo list (trailers must stay small)
 STALE_RETRIES = 5
@@ -137,13 +136,6 @@ def _not_member() -> PermissionDenied:
 
 def _user_ref(caller: Principal, ref: str) -> str:
     return caller.user_id if ref == names.ME else ref
-
-
-def _page_size(page_size: int) -> int:
-    if page_size < 0:
-        raise InvalidArgument("page_size must not be negative",
-                              field_violations=[("page_size", "must be >= 0")])
-    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def _sent_events(conversation_type: ConversationType, row: MessageRow) -> list:
@@ -214,7 +206,7 @@ class MessagingDomain:
 
     async def list_conversations(self, caller: Principal, page_size: int,
                                  page_token: str) -> Page:
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         request = cursors.request_digest("conversations", caller.user_id)
         after = None
         if page_token:
@@ -437,7 +429,7 @@ class MessagingDomain:
                             page_token: str, min_sequence: int, max_sequence: int,
                             order_by: str) -> Page:
         state = await self._member_state(caller, conversation_id)
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         descending = order_by.strip() != "sequence"
         if max_sequence and max_sequence < min_sequence:
             raise InvalidArgument("max_sequence must be 0 or at least min_sequence",
@@ -518,7 +510,7 @@ class MessagingDomain:
                             page_size: int, page_token: str) -> Page:
         row = await self._own_message(caller, conversation_id, message_id,
                                       "only the sender sees a message's receipts")
-        limit = _page_size(page_size)
+        limit = paging.page_size(page_size)
         request = cursors.request_digest("receipts", message_id, caller.user_id)
         after = ""
         if page_token:
