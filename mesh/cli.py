@@ -120,6 +120,17 @@ def _migrate(settings: Settings, services: list[str]) -> int:
     return 0
 
 
+def _run(settings: Settings, main_coroutine) -> int:
+    """Run a process's main coroutine on the configured event loop."""
+    factory = None
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main_coroutine)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="zynk", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         zlog.configure(settings.log_level, settings.log_format,
                        fields={"process": "supervisor"} if distributed else None)
         if distributed:
-            return asyncio.run(_up_distributed(settings, args.replicas, args.services))
-        return asyncio.run(_up(settings))
+            return _run(settings, _up_distributed(settings, args.replicas, args.services))
+        return _run(settings, _up(settings))
 
     if args.command == "migrate":
         zlog.configure(settings.log_level, settings.log_format)
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         setattr(settings.ports, args.target, args.port)
     zlog.configure(settings.log_level, settings.log_format,
                    fields={"process": args.target, "pid": os.getpid()})
-    return asyncio.run(run(settings, args.target, args.notify_fd))
+    return _run(settings, run(settings, args.target, args.notify_fd))
 
 
 if __name__ == "__main__":

@@ -275,7 +275,9 @@ class Supervisor:
                 sys.executable, "-m", "mesh.cli", "serve", child.target,
                 "--notify-fd", str(theirs.fileno()),
                 env=self._env, stdin=asyncio.subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),), process_group=0)
+                # Its own session (so its own process group): Ctrl-C in the terminal reaches
+                # only the supervisor. (uvloop has no process_group argument.)
+                pass_fds=(theirs.fileno(),), start_new_session=True)
         except BaseException:
             ours.close()
             raise

@@ -28,7 +28,7 @@ from gateway.realtime import frames
 from gateway.realtime.frames import FrameError, error_status
 from gateway.realtime.transport import EXTENSION
 from gateway.transcode import TranscodeError, parse_into
-from services.runtime.errors import Unauthenticated
+from services.runtime.errors import Unauthenticated, ZynkError
 from services.runtime.tokens import b64url_decode
 
 if TYPE_CHECKING:
@@ -182,6 +182,14 @@ class Connection:
             principal, expires = await self._verify(token)
         except Unauthenticated as e:
             self.fail(Close.UNAUTHENTICATED, status_json(e.to_status()), "unauthenticated",
+                      frame_id)
+            return False
+        except ZynkError as e:
+            # The token could not be checked right now (e.g. UNAVAILABLE: the revocation list
+            # is in Redis and Redis is down). Not the client's fault and not a bad token: say
+            # so in an error frame and close 1011 ("reconnect with backoff"), instead of
+            # letting the exception escape as a bare 1011 and a logged traceback.
+            self.fail(Close.SERVER_ERROR, status_json(e.to_status()), "cannot verify now",
                       frame_id)
             return False
         self.device = principal.device_name
@@ -372,7 +380,7 @@ class Connection:
     async def _renew(self, fid: str, token: str) -> None:
         try:
             principal, expires = await self._verify(token)
-        except Unauthenticated as e:
+        except ZynkError as e:  # a bad token, or one that cannot be checked right now
             await self.ws.send_text(frames.error(fid, status_json(e.to_status())))
             return
         if principal.device_name != self.device:

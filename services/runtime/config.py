@@ -280,6 +280,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     default_deadline_s: float = 30.0
+    # uvloop's transports and scheduling cost about half the CPU of asyncio's own on the
+    # realtime and gRPC hot paths (bench/README.md); "asyncio" is there for debugging.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @classmethod
     def settings_customise_sources(

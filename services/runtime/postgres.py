@@ -195,7 +195,16 @@ def translate(exc: BaseException) -> errors.ZynkError | None:
         return errors.Aborted("a concurrent change conflicted; retry",
                               reason="TRANSACTION_CONFLICT")
     if isinstance(exc, _CONNECTION_LOST) or (
-            isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)):
+            isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)) or (
+            # When the server ends a session (`pg_ctl stop/restart -m fast`, a failover,
+            # pg_terminate_backend) the FATAL it sends can reach asyncpg before the socket's
+            # end does: the connection then refuses its next operation with "cannot switch
+            # to state N; another operation (2) is in progress" (2: consuming an error).
+            # Measured: ~10% of the calls in flight when a backend is terminated. The
+            # session is gone, as with a lost connection (and unlike InterfaceError's
+            # "another operation is in progress", two callers on one connection: a bug).
+            isinstance(exc, asyncpg.exceptions.InternalClientError)
+            and "another operation" in str(exc)):
         return errors.Unavailable("the database is unavailable; retry",
                                   reason="DATABASE_UNAVAILABLE")
     return None

@@ -10,6 +10,7 @@ import pytest
 import websockets
 
 from services.runtime.config import RealtimeSettings
+from services.runtime.errors import Unavailable
 from tests.support.realtime import Harness, Keys, closed, message, reason, recv, send
 
 pytestmark = pytest.mark.timeout(30)
@@ -182,3 +183,48 @@ async def test_plain_http_gets_426():
             r = await http.get("/api/v1/realtime")
         assert r.status_code == 426
         assert r.json()["details"][0]["reason"] == "UPGRADE_REQUIRED"
+
+
+class _RevocationsDown:
+    """A revocation list whose server is away (Redis down): every check is UNAVAILABLE."""
+
+    async def is_revoked(self, device_id: str) -> bool:
+        raise Unavailable("the revocation list is unavailable right now; retry later",
+                          reason="REVOCATIONS_UNAVAILABLE")
+
+
+@pytest.mark.parametrize("how", ["header", "frame"])
+async def test_a_token_that_cannot_be_checked_now_gets_unavailable_and_1011(how, monkeypatch):
+    # Found by tests/faults (Redis stopped under load): the verifier's UNAVAILABLE escaped
+    # the socket's authentication, so a reconnecting client got a bare 1011 with no error
+    # frame (and the gateway logged an unhandled exception).
+    async with Harness() as h:
+        d = h.device()
+        monkeypatch.setattr(h.up.verifier, "_revocations", _RevocationsDown())
+        ws = await h.connect(d, header=how == "header")
+        if how == "frame":
+            await send(ws, {"id": "a", "auth": {"accessToken": d.token}})
+        code, frames = await closed(ws)
+        assert code == 1011
+        assert len(frames) == 1 and frames[0]["error"]["code"] == 14  # UNAVAILABLE
+        assert frames[0].get("id", "") == ("a" if how == "frame" else "")
+        assert reason(frames[0]) == "REVOCATIONS_UNAVAILABLE"
+        assert h.up.messaging.subscribes == []  # nothing was opened for an unchecked token
+        monkeypatch.undo()  # back: the same token is accepted
+        assert "ready" in await recv(await h.connect(d))
+
+
+async def test_a_renewal_that_cannot_be_checked_now_is_refused_and_the_socket_stays(
+        monkeypatch):
+    async with Harness() as h:
+        d = h.device()
+        ws = await h.ready(d)
+        assert await recv(ws) == {"inbox": {"caughtUp": {}}}
+        monkeypatch.setattr(h.up.verifier, "_revocations", _RevocationsDown())
+        renewed = h.keys.token(d.user_id, d.device_id, ttl=600)
+        await send(ws, {"id": "renew", "auth": {"accessToken": renewed}})
+        frame = await recv(ws)
+        assert frame["id"] == "renew" and frame["error"]["code"] == 14
+        monkeypatch.undo()
+        await send(ws, {"id": "p", "ping": {}})
+        assert (await recv(ws))["id"] == "p"

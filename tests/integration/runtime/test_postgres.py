@@ -113,6 +113,46 @@ async def test_a_lost_connection_is_unavailable_and_the_pool_recovers(db):
     assert await db.fetchval("SELECT count(*) FROM t") == 1
 
 
+async def test_sessions_ended_by_the_server_under_load_are_only_ever_unavailable(postgres_url):
+    # Found by tests/faults (PostgreSQL stopped under load: one HTTP 500 among the 503s).
+    # Ending sessions while calls are in flight, as `pg_ctl stop -m fast` does, sometimes
+    # makes asyncpg raise InternalClientError ("cannot switch to state ...; another operation
+    # (2) is in progress") instead of a connection error; it must be UNAVAILABLE like the
+    # rest, never an unexpected error (INTERNAL, HTTP 500). Only this pool's own sessions are
+    # ended (its application_name is unique to its schema).
+    d = await open_test_database(postgres_url, pool_min_size=4, pool_max_size=4)
+    admin = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    outcomes: dict[str, int] = {}
+
+    async def call(i: int) -> None:
+        try:
+            if i % 2:
+                await d.fetchval("SELECT pg_sleep(0.001)")
+            else:
+                async with d.transaction() as tx:
+                    await tx.execute("SELECT pg_sleep(0.001)")
+            kind = "ok"
+        except errors.Unavailable:
+            kind = "unavailable"
+        except Exception as e:  # noqa: BLE001 - what the test is looking for
+            kind = f"{type(e).__name__}: {e}"
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+
+    try:
+        for _ in range(60):
+            calls = [asyncio.create_task(call(i)) for i in range(4)]
+            await asyncio.sleep(0)
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                " WHERE application_name = %s", (f"zynk-{d.schema}",))
+            await asyncio.gather(*calls)
+        assert set(outcomes) <= {"ok", "unavailable"}, outcomes
+        assert outcomes.get("unavailable"), outcomes  # the sessions really were ended
+        assert await d.fetchval("SELECT 1") == 1  # and the pool recovers
+    finally:
+        await admin.close()
+        await d.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

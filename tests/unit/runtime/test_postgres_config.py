@@ -65,6 +65,10 @@ def test_redact_hides_only_the_password():
     (asyncpg.TooManyConnectionsError("full"), errors.Unavailable, "DATABASE_UNAVAILABLE"),
     (asyncpg.InterfaceError("cannot perform operation: connection is closed"),
      errors.Unavailable, "DATABASE_UNAVAILABLE"),
+    # A session the server ended, whose FATAL reached asyncpg before the socket's end did.
+    (asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"),
+     errors.Unavailable, "DATABASE_UNAVAILABLE"),
     (asyncpg.QueryCanceledError("statement timeout"), errors.Unavailable, "DATABASE_TIMEOUT"),
     (asyncpg.LockNotAvailableError("lock timeout"), errors.Unavailable, "DATABASE_TIMEOUT"),
     (asyncpg.SerializationError("conflict"), errors.Aborted, "TRANSACTION_CONFLICT"),

@@ -1,0 +1,120 @@
+"""Where the CPU of a 1:1 message goes: a fixed offered rate through the WebSocket against a
+fresh `zynk up`, the mesh process sampled with py-spy (`pip install -e .[bench]`) meanwhile,
+its CPU time divided by the messages delivered, and the samples grouped by what code was
+running.
+
+    .venv/bin/python -m bench.profile [--rate 100] [--duration 10] [--out bench/results]
+
+CPU per message (process CPU seconds / messages delivered) hardly depends on what else the
+machine is doing, unlike messages per second; it is the figure to compare across changes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from bench import scenarios
+from tests.support.zynkup import ZynkUp, process_tree
+
+# First match wins, tried on the innermost frame first, then outwards: a sample counts for
+# the innermost frame that belongs to one of these.
+COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SQLite writer thread (statements, commit, fsync)", (
+        "services/runtime/sqlite.py", "services/messaging/sqlite.py", "sqlite3")),
+    ("protobuf JSON mapping", ("google/protobuf/json_format.py",)),
+    ("request validation (protovalidate)", ("protovalidate/",)),
+    ("gRPC Python layer (grpc.aio calls, streams)", ("grpc/aio/", "grpc/_")),
+    ("server interceptor (auth, context, errors, log)", ("services/runtime/interceptors.py",
+                                                         "services/runtime/tokens.py",
+                                                         "jwt/", "cryptography/")),
+    ("WebSocket transport (framing, writes)", ("gateway/realtime/transport.py", "websockets/")),
+    ("realtime socket logic (frames, routing)", ("gateway/realtime/",)),
+    ("gateway REST/ASGI", ("gateway/", "uvicorn/", "starlette/")),
+    ("messaging domain, live streams, outbox", ("services/messaging/", "services/runtime/")),
+    # Innermost Python frame is the loop itself: native code run by it (uvloop's I/O, and
+    # grpc.aio's Cython callbacks, which py-spy cannot see into without --native).
+    ("native: event loop I/O and gRPC core callbacks", ("asyncio/", "uvloop", "selectors.py")),
+    ("thread pools (SQLite reads, to_thread)", ("threading.py", "concurrent/futures")),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def classify(raw: pathlib.Path) -> dict[str, float]:
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, n = line.rsplit(" ", 1)
+        total += int(n)
+        frames = stack.split(";")
+        if "_poll_wrapper" in frames[0]:  # the thread (first frame) grpc.aio polls C-core on
+            counts["gRPC poller thread"] += int(n)
+            continue
+        for frame in reversed(frames):
+            name = next((c for c, needles in COMPONENTS if any(x in frame for x in needles)),
+                        None)
+            if name is not None:
+                counts[name] += int(n)
+                break
+        else:
+            counts["other"] += int(n)
+    return {k: round(100 * v / max(1, total), 1) for k, v in counts.most_common()}
+
+
+async def run(rate: int, duration_s: float, raw: pathlib.Path) -> dict:
+    spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
+    with ZynkUp() as mesh:
+        await scenarios.one_to_one(mesh, [min(rate, 50)], 3, pairs=20)  # warm up
+        record = subprocess.Popen(
+            [spy, "record", "-p", str(mesh.proc.pid), "-d", str(int(duration_s)), "-r", "250",
+             "-f", "raw", "-o", str(raw), "--nonblocking", "--threads"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = cpu_seconds(mesh.proc.pid)
+        result = (await scenarios.one_to_one(mesh, [rate], duration_s, pairs=20))[0]
+        cpu1 = cpu_seconds(mesh.proc.pid)
+        record.wait(60)
+    delivered = max(1, result["delivered"])
+    return {"offered_msgs_per_s": rate, "delivered": result["delivered"],
+            "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
+            "mesh_cpu_ms_per_message": round((cpu1 - cpu0) * 1000 / delivered, 2),
+            "samples_by_component_pct": classify(raw)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.profile")
+    ap.add_argument("--rate", type=int, default=100)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--out", type=pathlib.Path, default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = pathlib.Path(tmp) / "profile.raw"
+        out = asyncio.run(run(args.rate, args.duration, raw))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(raw, args.out / "profile-1to1.raw")
+    print(json.dumps(out, indent=2))
+    if args.out:
+        (args.out / "profile-1to1.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
