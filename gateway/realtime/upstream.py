@@ -58,14 +58,13 @@ class Upstream:
                 f"/{service}/{name}", request_serializer=req.SerializeToString,
                 response_deserializer=resp.FromString)
 
-        self.subscribe = stream(MESSAGING, "Subscribe", m.SubscribeRequest, m.SubscribeResponse)
+        # The process's multiplexed link to messaging (gateway/realtime/relay.py): inboxes
+        # and send/ack/read of every socket; no per-socket Subscribe stream.
+        self.relay = realtime_channel_for(MESSAGING).stream_stream(
+            f"/{MESSAGING}/Relay", request_serializer=m.RelayRequest.SerializeToString,
+            response_deserializer=m.RelayResponse.FromString)
         self.watch_presence = stream(PRESENCE, "WatchPresence", p.WatchPresenceRequest,
                                      p.WatchPresenceResponse)
-        self.acknowledge = unary(MESSAGING, "AcknowledgeDeliveries",
-                                 m.AcknowledgeDeliveriesRequest, m.AcknowledgeDeliveriesResponse)
-        self.send_message = unary(MESSAGING, "SendMessage", m.SendMessageRequest,
-                                  m.SendMessageResponse)
-        self.mark_read = unary(MESSAGING, "MarkRead", m.MarkReadRequest, m.MarkReadResponse)
         self.set_typing = unary(PRESENCE, "SetTyping", p.SetTypingRequest, p.SetTypingResponse)
         self.heartbeat = unary(PRESENCE, "Heartbeat", p.HeartbeatRequest, p.HeartbeatResponse)
 

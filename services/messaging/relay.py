@@ -50,6 +50,8 @@ log = zlog.get("messaging.relay")
 
 MAX_ITEMS_IN = 512  # also the contract's buf.validate rule on RelayRequest.items
 MAX_ITEMS_OUT = 512
+# Batches stay well under gRPC's default 4 MiB message limit whatever the items weigh.
+MAX_BATCH_BYTES = 1 << 20
 MAX_SLOTS = 65536
 MAX_OPS = 4096  # operations in flight per stream
 MAX_QUEUED = 8192  # inbox entries queued for the writer per stream
@@ -130,8 +132,13 @@ class RelaySession:
 
     def _batch(self) -> pb.RelayResponse:
         out = self._out
-        n = min(len(out), MAX_ITEMS_OUT)
-        items = [out.popleft() for _ in range(n)]
+        items: list[pb.RelayResponseItem] = []
+        size = 0
+        while out and len(items) < MAX_ITEMS_OUT:
+            size += out[0].ByteSize()
+            if items and size > MAX_BATCH_BYTES:  # one item alone may be bigger
+                break
+            items.append(out.popleft())
         inbox = sum(1 for i in items if i.HasField("inbox"))
         if inbox:
             self._queued_inbox -= inbox

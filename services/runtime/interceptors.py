@@ -139,7 +139,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _exit(resets: list) -> None:
         for var, token in reversed(resets):
-            var.reset(token)
+            try:
+                var.reset(token)
+            except ValueError:  # a stream's generator finalized from another context
+                return
 
     @staticmethod
     async def _fail(context, policy: MethodPolicy, exc: BaseException, started: float) -> None:
