@@ -13,9 +13,10 @@ validated against its buf.validate rules; a bad item fails alone (its result or 
 Per attached slot the stream keeps a small registration and one task iterating the servicer's
 own Subscribe (the same ordering, resume-from-cursor and at-least-once-until-acked rules;
 no gRPC call per slot). What slots produce is coalesced into batches by one writer. The
-outgoing queue is bounded: a slot whose inbox entry cannot be queued within `stall_s`
-(the caller is not reading) is detached with UNAVAILABLE (reason RELAY_OVERLOADED); the
-caller re-attaches after the last cursor it received and the inbox replays the rest.
+outgoing queue is bounded (entries and bytes): a slot whose inbox entry cannot be queued
+within `stall_s` (the caller is not reading) is detached with UNAVAILABLE (reason
+RELAY_OVERLOADED); the caller re-attaches after the last cursor it received and the inbox
+replays the rest.
 
 Generic over the servicer (the service's, or a test double with the same methods)."""
 
@@ -55,6 +56,7 @@ MAX_BATCH_BYTES = 1 << 20
 MAX_SLOTS = 65536
 MAX_OPS = 4096  # operations in flight per stream
 MAX_QUEUED = 8192  # inbox entries queued for the writer per stream
+MAX_QUEUED_BYTES = 32 << 20  # and their size
 STALL_S = 10.0
 SWEEP_S = 1.0
 
@@ -85,12 +87,15 @@ class RelaySession:
 
     def __init__(self, servicer: Any, verifier: Any, *, max_slots: int = MAX_SLOTS,
                  max_ops: int = MAX_OPS, max_queued: int = MAX_QUEUED,
-                 stall_s: float = STALL_S, clock=time.time) -> None:
+                 max_queued_bytes: int = MAX_QUEUED_BYTES, stall_s: float = STALL_S,
+                 clock=time.time) -> None:
         self._s = servicer
         self._verifier = verifier
         self._max_slots = max_slots
         self._max_ops = max_ops
         self._max_queued = max_queued
+        self._max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0
         self._stall_s = stall_s
         self._clock = clock
         self.slots: dict[int, _Slot] = {}
@@ -133,16 +138,21 @@ class RelaySession:
     def _batch(self) -> pb.RelayResponse:
         out = self._out
         items: list[pb.RelayResponseItem] = []
-        size = 0
+        size = inbox = inbox_bytes = 0
         while out and len(items) < MAX_ITEMS_OUT:
-            size += out[0].ByteSize()
+            item_size = out[0].ByteSize()
+            size += item_size
             if items and size > MAX_BATCH_BYTES:  # one item alone may be bigger
                 break
-            items.append(out.popleft())
-        inbox = sum(1 for i in items if i.HasField("inbox"))
+            item = out.popleft()
+            items.append(item)
+            if item.HasField("inbox"):
+                inbox += 1
+                inbox_bytes += item_size
         if inbox:
             self._queued_inbox -= inbox
-            if self._queued_inbox < self._max_queued:
+            self._queued_bytes -= inbox_bytes
+            if not self._full():
                 self._space.set()
         return pb.RelayResponse(items=items)
 
@@ -252,14 +262,16 @@ class RelaySession:
             ctx.principal.set(who)  # this task's own context: the slot's device only
             ctx.request_id.set(f"relay-{slot_id}")
             async for response in self._s.Subscribe(request, None):
-                if self._queued_inbox >= self._max_queued:
+                if self._full():
                     await self._wait_space()
                 if self.slots.get(slot_id) is not slot:
                     return
+                item = pb.RelayResponseItem(slot=slot_id, inbox=response)
                 self._queued_inbox += 1
-                if self._queued_inbox >= self._max_queued:
+                self._queued_bytes += item.ByteSize()
+                if self._full():
                     self._space.clear()
-                self._emit(pb.RelayResponseItem(slot=slot_id, inbox=response))
+                self._emit(item)
             status = Unavailable("inbox stream ended", reason="STREAM_ENDED").to_status()
         except asyncio.CancelledError:
             raise
@@ -271,9 +283,13 @@ class RelaySession:
         if self.slots.get(slot_id) is slot:
             self._detach(slot_id, status)
 
+    def _full(self) -> bool:
+        return (self._queued_inbox >= self._max_queued
+                or self._queued_bytes >= self._max_queued_bytes)
+
     async def _wait_space(self) -> None:
         deadline = time.monotonic() + self._stall_s
-        while self._queued_inbox >= self._max_queued:
+        while self._full():
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await self._space.wait()
@@ -281,7 +297,7 @@ class RelaySession:
                 raise Unavailable("the relay stream is not being read fast enough; re-attach "
                                   "after the last cursor received",
                                   reason="RELAY_OVERLOADED") from None
-            if self._queued_inbox >= self._max_queued:
+            if self._full():
                 self._space.clear()
 
     async def _op(self, slot_id: int, slot: _Slot, kind: str, op: Any,

@@ -145,3 +145,21 @@ async def test_expired_token_detaches_the_slot():
     out, _ = await collect(session, feed, lambda o: any(i.HasField("detached") for i in o))
     [d] = [i for i in out if i.HasField("detached")]
     assert d.detached.status.code == code_pb2.UNAUTHENTICATED
+
+
+async def test_the_queue_is_bounded_in_bytes_too():
+    class Big(Servicer):
+        async def Subscribe(self, request, context):
+            for i in range(50):
+                yield pb.SubscribeResponse(cursor=str(i + 1), message=pb.Message(
+                    envelope=pb.Envelope(ciphertext=b"x" * 10_000)))
+            await asyncio.Event().wait()
+
+    feed = Feed()
+    session = RelaySession(Big(), Verifier(), max_queued_bytes=50_000, stall_s=0.2)
+    feed.put(attach(1, "a"), attach(2, "b"))
+    out, _ = await collect(session, feed, lambda o: any(i.HasField("detached") for i in o),
+                           read_delay=0.5)
+    assert session._queued_bytes <= 50_000 + 2 * 10_100
+    assert [i for i in out if i.HasField("detached")][0].detached.status.code == \
+        code_pb2.UNAVAILABLE
