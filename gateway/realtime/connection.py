@@ -480,7 +480,7 @@ class Connection:
     def on_detached(self, e: RelayError) -> None:
         """Messaging ended the slot's inbox. UNAVAILABLE/CANCELLED (it could not keep up, or
         the inbox stream ended): re-attached after a jittered backoff, from the last cursor
-        forwarded. Otherwise the socket closes as a Subscribe stream's error closed it."""
+        forwarded. Otherwise the socket closes as the inbox's error says (4409, 4401, 1011)."""
         code = e.code()
         if code in _RETRY:
             delay, self.delay = self.delay, min(self.delay * 2, self.rt.settings.retry_max_s)
