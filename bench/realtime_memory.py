@@ -5,8 +5,9 @@
 Opens the sockets against the gateway of bench/realtime_procs.py with the `websockets`
 client (authenticated by header, each past its `ready` and `caughtUp` frames), lets them
 idle, and prints the RSS growth per socket of the gateway process and of the upstream
-process (the test doubles: one Subscribe stream per socket; the real messaging service will
-differ by what its handler keeps per stream), and their sum.
+process (the test doubles behind the service's Relay engine: one slot per socket on the
+gateway's shared Relay stream; the real messaging service will differ by what its inbox
+stream keeps per slot), and their sum.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ async def measure(n: int, batch: int) -> None:
         print(f"  gateway  RSS {base[0] / 1024:7.1f} -> {after[0] / 1024:7.1f} MiB"
               f"  = {g:5.1f} KiB per socket")
         print(f"  upstream RSS {base[1] / 1024:7.1f} -> {after[1] / 1024:7.1f} MiB"
-              f"  = {u:5.1f} KiB per socket (test doubles; one Subscribe stream each)")
+              f"  = {u:5.1f} KiB per socket (test doubles; one relay slot each)")
         print(f"  total {g + u:5.1f} KiB per socket")
         for ws in sockets + warm:
             await ws.close()

@@ -112,8 +112,8 @@ def create_app(
         WebSocket at GET /api/v1/realtime (docs/realtime.md), which authenticates sockets
         locally; without it that route does not exist.
     realtime: the socket's settings (heartbeats, limits); default RealtimeSettings().
-    realtime_channel_for: channels for the socket's own upstream calls (one Subscribe stream
-        per open socket, and the send/ack/read/typing/heartbeat calls), ideally built with
+    realtime_channel_for: channels for the sockets' own upstream calls (the shared Relay
+        stream to messaging, watches, typing and heartbeats), ideally built with
         gateway.realtime.CHANNEL_OPTIONS and no interceptors; default channel_for. `call`
         frames use the REST multicallables.
     """

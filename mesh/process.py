@@ -102,8 +102,8 @@ async def build_spec(name: str, shared: Shared) -> tuple[ServiceSpec, bool]:
 
 
 class RealtimeChannels:
-    """The realtime socket's own channels (a stream per open socket): lean, no interceptors,
-    one per service, made on first use."""
+    """The realtime sockets' own channels (the shared Relay stream, watches, typing,
+    heartbeats): lean, no interceptors (no credential), one per service, made on first use."""
 
     def __init__(self, addresses: Mapping[str, str]) -> None:
         self._addresses = addresses

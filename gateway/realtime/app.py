@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.realtime.connection import SUBPROTOCOL, Connection
 from gateway.realtime.hub import Hub
+from gateway.realtime.relay import RelayLink
 from gateway.realtime.upstream import Upstream
 from services.runtime.config import RealtimeSettings
 from services.runtime.tokens import TokenVerifier
@@ -33,6 +34,8 @@ class Realtime:
         self.up = upstream
         self.timeout_s = timeout_s  # deadline of the unary calls a socket makes
         self.hub = Hub(self)
+        self.link = RelayLink(upstream.relay, retry_initial_s=settings.retry_initial_s,
+                              retry_max_s=settings.retry_max_s, timeout_s=timeout_s)
 
     @property
     def connections(self) -> int:
@@ -40,6 +43,7 @@ class Realtime:
 
     async def stop(self) -> None:
         await self.hub.stop()
+        await self.link.stop()
 
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         # A plain function returning the socket's coroutine: one suspended frame less per

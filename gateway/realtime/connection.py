@@ -1,8 +1,11 @@
 """One realtime socket: authentication, the frame loop, the upstream streams.
 
-Tasks per socket: the ASGI task reads frames (`Connection.serve`), one task pumps the
-device's inbox (MessagingService.Subscribe), one more only while the client watches presence;
-unary calls run as short tasks, at most `max_calls_in_flight` at a time. Timers (heartbeats,
+Tasks per socket: the ASGI task reads frames (`Connection.serve`), one more only while the
+client watches presence; calls run as short tasks, at most `max_calls_in_flight` at a time.
+The device's inbox and its send/ack/read calls go over the process's shared Relay stream
+(gateway/realtime/relay.py), where the socket holds a slot; inbox entries are written
+straight to the transport, through a small backlog (and a task draining it) only while the
+client is not reading. Timers (heartbeats,
 idle and expiry checks) live in the shared Hub, not per socket. Outbound frames are written
 straight to the transport; a writer waits while the client is not reading, so what a socket
 buffers is bounded by the transport's high-water mark plus one frame per writer.
@@ -11,6 +14,7 @@ buffers is bounded by the transport's high-water mark plus one frame per writer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import random
 import secrets
@@ -26,6 +30,7 @@ from zynk.presence.v1 import presence_pb2
 from gateway.errors import from_rpc_error, status_json
 from gateway.realtime import frames
 from gateway.realtime.frames import FrameError, error_status
+from gateway.realtime.relay import RelayError
 from gateway.realtime.transport import EXTENSION
 from gateway.transcode import TranscodeError, parse_into
 from services.runtime.errors import Unauthenticated, ZynkError
@@ -44,6 +49,9 @@ C = grpc.StatusCode
 EOF = grpc.aio.EOF
 # Upstream stream endings that mean "try again": the service restarted or is unreachable.
 _RETRY = frozenset({C.UNAVAILABLE, C.CANCELLED})
+# Inbox entries held for a client that is not reading; beyond this the slot is detached and
+# re-attached from the last forwarded cursor once the client reads again (nothing is lost).
+MAX_BACKLOG = 256
 _OFFLINE = presence_pb2.HeartbeatRequest(state=presence_pb2.PRESENCE_STATE_OFFLINE)
 
 
@@ -62,8 +70,9 @@ class Close:
 
 class Connection:
     __slots__ = (
-        "rt", "ws", "peer", "cid", "seq", "device", "expires", "md", "cursor",
-        "pump", "watch", "tasks", "ordered", "in_flight", "tokens", "refilled", "next_beat",
+        "rt", "ws", "peer", "cid", "seq", "device", "expires", "md", "token", "cursor",
+        "slot", "backlog", "drainer", "resync", "delay", "watch", "tasks", "ordered",
+        "in_flight", "tokens", "refilled", "next_beat",
         "closing", "close_code",
     )
 
@@ -76,8 +85,13 @@ class Connection:
         self.device = ""  # users/{uuid}/devices/{uuid} once authenticated
         self.expires = 0.0  # epoch seconds at which the access token expires
         self.md: tuple[tuple[str, str], ...] = ()
+        self.token = ""  # the device's access token (attaches its relay slot)
         self.cursor = ""  # the last inbox cursor forwarded to the client
-        self.pump: asyncio.Task[None] | None = None
+        self.slot = 0  # on the relay link, once authenticated
+        self.backlog: collections.deque[Any] | None = None  # inbox entries not yet written
+        self.drainer: asyncio.Task[None] | None = None
+        self.resync = False  # the slot was detached for a client not reading
+        self.delay = rt.settings.retry_initial_s  # before re-attaching a dropped slot
         self.watch: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] | None = None  # unary calls in flight
         self.ordered: asyncio.Task[None] | None = None  # the last send/ack/read/typing task
@@ -126,7 +140,7 @@ class Connection:
             self.rt.hub.add(self)
             await self.ws.send_text(frames.ready(
                 ready_id, self.device, self.rt.settings.heartbeat_interval_s, self.expires))
-            self.pump = asyncio.create_task(self._pump_inbox())
+            self.slot = self.rt.link.attach(self)
             # The frame loop, inline: this coroutine stays suspended for the socket's life.
             while True:
                 event = await receive()
@@ -207,6 +221,7 @@ class Connection:
 
     def _use_token(self, token: str, expires: float) -> None:
         self.expires = expires
+        self.token = token
         md = [("authorization", f"Bearer {token}")]
         if self.peer:
             md.append(("x-forwarded-for", self.peer))
@@ -218,13 +233,16 @@ class Connection:
             self.close_code = self.ws.close_code
         # Leave the hub first: nothing below may be skipped by a second cancellation.
         current = bool(self.device) and self.rt.hub.remove(self)
-        pending = [t for t in (self.pump, self.watch) if t is not None]
+        if self.slot:
+            self.rt.link.detach(self.slot)
+        self.backlog = None
+        pending = [t for t in (self.drainer, self.watch) if t is not None]
         pending.extend(self.tasks or ())
         for t in pending:
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        self.pump = self.watch = self.tasks = self.ordered = None
+        self.drainer = self.watch = self.tasks = self.ordered = None
         # A newer socket of this device (here or on another replica) keeps it online.
         if current and self.close_code != Close.REPLACED:
             try:
@@ -299,14 +317,17 @@ class Connection:
             return
         ordered = True
         if kind == "send":
-            call, request = up.send_message, frame.send
-        elif kind == "ack":
-            call = up.acknowledge
-            request = messaging_pb2.AcknowledgeDeliveriesRequest(
-                device=self.device, cursor=frame.ack.cursor)
-        elif kind == "read":
-            call, request = up.mark_read, frame.read
-        elif kind == "typing":
+            self._spawn(self._relayed(fid, "send", frame.send), ordered)
+            return
+        if kind == "ack":
+            ack = messaging_pb2.AcknowledgeDeliveriesRequest(device=self.device,
+                                                             cursor=frame.ack.cursor)
+            self._spawn(self._relayed(fid, "acknowledge", ack), ordered)
+            return
+        if kind == "read":
+            self._spawn(self._relayed(fid, "mark_read", frame.read), ordered)
+            return
+        if kind == "typing":
             call, request = up.set_typing, frame.typing
         elif kind == "call":
             ordered = False
@@ -377,6 +398,16 @@ class Connection:
         if fid:
             await self.ws.send_text(frames.result(fid, reply))
 
+    async def _relayed(self, fid: str, kind: str, request: Any) -> None:
+        """send / ack / read over the relay link, as this socket's device."""
+        try:
+            reply = await self.rt.link.call(self.slot, kind, request)
+        except grpc.RpcError as e:
+            await self.ws.send_text(frames.error(fid, self._upstream_status(e, "call")))
+            return
+        if fid:
+            await self.ws.send_text(frames.result(fid, reply))
+
     async def _renew(self, fid: str, token: str) -> None:
         try:
             principal, expires = await self._verify(token)
@@ -389,50 +420,81 @@ class Connection:
                 "a socket serves one device: renew it with a token of the same device")))
             return
         self._use_token(token, expires)
+        try:  # messaging holds the slot's token too: it detaches slots whose token expired
+            await self.rt.link.renew(self.slot, token)
+        except grpc.RpcError as e:  # the link is reconnecting: it re-attaches with the new one
+            log.debug("realtime.relay_renew_failed", code=_code_name(e))
         await self.ws.send_text(frames.ready(
             fid, self.device, self.rt.settings.heartbeat_interval_s, self.expires))
 
     # -- upstream streams --------------------------------------------------------------------
 
-    async def _pump_inbox(self) -> None:
-        """Forward the device's inbox in order (keepalives included: the contract's inbox
-        frame carries them). When the stream breaks (the service restarted or is unreachable)
-        it is reopened after the last cursor forwarded to the client, so nothing is skipped
-        and nothing forwarded twice. Backoff with full jitter, reset only once a replay got
-        through (caught_up): a restarted service is not hit by every socket at once, nor
-        hammered by one whose stream keeps failing."""
-        rt = self.rt
-        delay = rt.settings.retry_initial_s
+    def on_inbox(self, item: Any) -> None:
+        """An inbox entry from the relay link, in order. Written at once while the client
+        reads; otherwise kept in a small backlog drained by a task. A client that lets the
+        backlog fill up loses its slot until it reads again, then the slot is re-attached
+        after the last cursor written: the inbox replays the rest."""
+        if self.closing or self.resync:
+            return
+        if self.backlog is None and not self.ws.stalled_since:
+            try:
+                self.ws.send_text_nowait(frames.inbox(item))
+            except ClientDisconnected:
+                return
+            self._forwarded(item)
+            return
+        if self.backlog is None:
+            self.backlog = collections.deque()
+        if len(self.backlog) >= MAX_BACKLOG:
+            self.backlog = None
+            self.resync = True
+            self.rt.link.detach(self.slot, forget=False)
+        else:
+            self.backlog.append(item)
+        if self.drainer is None:
+            self.drainer = asyncio.create_task(self._drain())
+
+    def _forwarded(self, item: Any) -> None:
+        if item.cursor:
+            self.cursor = item.cursor
+        elif item.HasField("caught_up"):
+            self.delay = self.rt.settings.retry_initial_s
+
+    async def _drain(self) -> None:
         try:
-            while True:
-                request = messaging_pb2.SubscribeRequest(device=self.device,
-                                                         after_cursor=self.cursor)
-                stream = rt.up.subscribe(request, metadata=self.metadata())
-                try:
-                    while True:
-                        item = await stream.read()
-                        if item is EOF:
-                            break
-                        await self.ws.send_text(frames.inbox(item))
-                        if item.cursor:
-                            self.cursor = item.cursor
-                        elif item.HasField("caught_up"):
-                            delay = rt.settings.retry_initial_s
-                except grpc.RpcError as e:
-                    code = e.code()
-                    if code not in _RETRY:
-                        close = _CLOSE_FOR.get(code, Close.SERVER_ERROR)
-                        self.fail(close, self._upstream_status(e, "inbox"), _REASONS[close])
-                        return
-                finally:
-                    stream.cancel()
-                log.debug("realtime.inbox_reconnect", delay_s=round(delay, 2))
-                delay = await self._back_off(delay)
+            while self.backlog:
+                item = self.backlog.popleft()
+                await self.ws.send_text(frames.inbox(item))
+                self._forwarded(item)
+            self.backlog = None
+            if self.resync:
+                await self.ws.writable()
+                self.resync = False
+                self.rt.link.reattach(self.slot)
         except ClientDisconnected:
             pass
-        except Exception:
-            log.exception("realtime.inbox_failed")
-            self._fail_internal()
+        finally:
+            if self.drainer is asyncio.current_task():
+                self.drainer = None
+
+    def on_detached(self, e: RelayError) -> None:
+        """Messaging ended the slot's inbox. UNAVAILABLE/CANCELLED (it could not keep up, or
+        the inbox stream ended): re-attached after a jittered backoff, from the last cursor
+        forwarded. Otherwise the socket closes as the inbox's error says (4409, 4401, 1011)."""
+        code = e.code()
+        if code in _RETRY:
+            delay, self.delay = self.delay, min(self.delay * 2, self.rt.settings.retry_max_s)
+            log.debug("realtime.inbox_reattach", delay_s=round(delay, 2))
+            asyncio.get_running_loop().call_later(random.uniform(0, delay),
+                                                  self._reattach)
+            return
+        self.rt.link.forget(self.slot)
+        close = _CLOSE_FOR.get(code, Close.SERVER_ERROR)
+        self.fail(close, self._upstream_status(e, "inbox"), _REASONS[close])
+
+    def _reattach(self) -> None:
+        if not self.closing and not self.resync:
+            self.rt.link.reattach(self.slot)
 
     async def _pump_watch(self, request: Any, fid: str) -> None:
         """Forward WatchPresence; reopened after UNAVAILABLE (presence restates the current

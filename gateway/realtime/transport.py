@@ -195,11 +195,15 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def send_text(self, text: str) -> None:
         """Send one text message, first waiting while the client is not reading."""
+        await self.writable()
+        self.send_text_nowait(text)
+
+    async def writable(self) -> None:
+        """Wait while the client is not reading (returns at once when it is, or is gone)."""
         while self.stalled_since and not self.disconnected:
             if self._drain is None:
                 self._drain = self._loop.create_future()
             await asyncio.shield(self._drain)
-        self.send_text_nowait(text)
 
     def send_text_nowait(self, text: str) -> None:
         if self.disconnected or self.close_sent:

@@ -21,13 +21,14 @@ __all__ = ["MESSAGING", "PRESENCE", "CHANNEL_OPTIONS", "Method", "Upstream"]
 MESSAGING = "zynk.messaging.v1.MessagingService"
 PRESENCE = "zynk.presence.v1.PresenceService"
 
-# Options for the realtime socket's own channels: its per-socket streams (Subscribe,
-# WatchPresence) and its hot unary calls (send, ack, read, typing, heartbeats). Every open
-# socket holds one stream, so per-call weight is what counts: the minimal stack leaves out
+# Options for the realtime socket's own channels: the process's shared Relay stream, the
+# per-socket WatchPresence streams (only while watching) and the hot unary calls (typing,
+# heartbeats). Per-call weight is what counts: the minimal stack leaves out
 # filters these calls do not use (retries, census, ...), about a third of gRPC's native memory
 # per call; deadlines still apply. Built without client interceptors (each costs a task and
-# ~15% CPU per call): the socket passes request id, deadline and credentials itself. Streams
-# are retried by the socket, from the last forwarded cursor; none of the unary methods here
+# ~15% CPU per call): the socket passes request id, deadline and credentials itself (the
+# Relay stream carries none: each slot's attach carries its device's token). Streams are
+# retried by the relay link or the socket; none of the unary methods here
 # is one the runtime's Channels would retry.
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.minimal_stack", 1),
@@ -58,14 +59,13 @@ class Upstream:
                 f"/{service}/{name}", request_serializer=req.SerializeToString,
                 response_deserializer=resp.FromString)
 
-        self.subscribe = stream(MESSAGING, "Subscribe", m.SubscribeRequest, m.SubscribeResponse)
+        # The process's multiplexed link to messaging (gateway/realtime/relay.py): inboxes
+        # and send/ack/read of every socket; no per-socket Subscribe stream.
+        self.relay = realtime_channel_for(MESSAGING).stream_stream(
+            f"/{MESSAGING}/Relay", request_serializer=m.RelayRequest.SerializeToString,
+            response_deserializer=m.RelayResponse.FromString)
         self.watch_presence = stream(PRESENCE, "WatchPresence", p.WatchPresenceRequest,
                                      p.WatchPresenceResponse)
-        self.acknowledge = unary(MESSAGING, "AcknowledgeDeliveries",
-                                 m.AcknowledgeDeliveriesRequest, m.AcknowledgeDeliveriesResponse)
-        self.send_message = unary(MESSAGING, "SendMessage", m.SendMessageRequest,
-                                  m.SendMessageResponse)
-        self.mark_read = unary(MESSAGING, "MarkRead", m.MarkReadRequest, m.MarkReadResponse)
         self.set_typing = unary(PRESENCE, "SetTyping", p.SetTypingRequest, p.SetTypingResponse)
         self.heartbeat = unary(PRESENCE, "Heartbeat", p.HeartbeatRequest, p.HeartbeatResponse)
 

@@ -5,6 +5,7 @@ request's buf.validate rules."""
 from __future__ import annotations
 
 from services.messaging import names, views
+from services.messaging.relay import serve_relay
 from services.messaging.domain import EnvelopeIn, MessagingDomain, MessageView
 from services.messaging.store import ConversationType
 from services.runtime.context import current_principal
@@ -131,6 +132,10 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
                                             names.parse_device(request.device, "device"),
                                             request.cursor)
         return pb.AcknowledgeDeliveriesResponse(pending_count=pending)
+
+    def Relay(self, request_iterator, context):
+        """Many devices' inboxes and calls over one stream (services/messaging/relay.py)."""
+        return serve_relay(self, request_iterator)
 
     # -- internal ------------------------------------------------------------------------
 

@@ -17,13 +17,18 @@ class Access(enum.Enum):
     PUBLIC = annotations_pb2.ACCESS_PUBLIC
     INTERNAL = annotations_pb2.ACCESS_INTERNAL
     ADMIN = annotations_pb2.ACCESS_ADMIN
+    # No token on the call: each request item carries its device's token, which the service
+    # verifies with the interceptor's verifier (context.item_verifier) before acting.
+    PER_ITEM = annotations_pb2.ACCESS_PER_ITEM
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MethodPolicy:
     full_method: str
     access: Access
-    validate: bool  # only Zynk's own contracts carry buf.validate rules we must enforce
+    # Only Zynk's own contracts carry buf.validate rules we must enforce. PER_ITEM methods
+    # validate each item themselves: one bad item must not end a stream shared by many.
+    validate: bool
 
 
 
@@ -43,7 +48,8 @@ def policy_for(full_method: str) -> MethodPolicy:
     opts = method.GetOptions()
     value = opts.Extensions[annotations_pb2.access] if opts.HasExtension(
         annotations_pb2.access) else annotations_pb2.ACCESS_UNSPECIFIED
-    return MethodPolicy(full_method, Access(value), validate=True)
+    access = Access(value)
+    return MethodPolicy(full_method, access, validate=access is not Access.PER_ITEM)
 
 
 def methods_with_access(service_full_name: str, access: Access) -> list[str]:

@@ -36,6 +36,10 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "principal", default=None
 )
+# Set by the server interceptor on ACCESS_PER_ITEM calls only: the verifier every item's own
+# access token must pass (the very one that checks bearer tokens on every other call).
+item_verifier: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "item_verifier", default=None)
 # Absolute time.monotonic() by which the current inbound call must finish, if it has one.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 # The caller's network address as the edge saw it (for per-address rate limits).

@@ -124,6 +124,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if policy.access is Access.ADMIN and not who.is_admin:
                 raise PermissionDenied("administrators only", reason="ADMIN_ONLY")
             ctx.principal.set(who)
+        elif policy.access is Access.PER_ITEM:
+            # No token on the call itself (the caller, the gateway, holds no credential): the
+            # method verifies each item's device token with this same verifier.
+            if self._verifier is None:
+                raise Unauthenticated("token verification unavailable", reason="NO_VERIFIER")
+            resets.append((ctx.item_verifier, ctx.item_verifier.set(self._verifier)))
         elif policy.access is Access.INTERNAL:
             presented = md.get(INTERNAL_TOKEN_HEADER, "").encode()
             if not hmac.compare_digest(presented, self._internal_token):
@@ -133,7 +139,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _exit(resets: list) -> None:
         for var, token in reversed(resets):
-            var.reset(token)
+            try:
+                var.reset(token)
+            except ValueError:  # a stream's generator finalized from another context
+                return
 
     @staticmethod
     async def _fail(context, policy: MethodPolicy, exc: BaseException, started: float) -> None:

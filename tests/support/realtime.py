@@ -42,6 +42,7 @@ from zynk.realtime.v1 import realtime_pb2
 from gateway.app import create_app
 from gateway.realtime import CHANNEL_OPTIONS
 from gateway.server import GatewayServer
+from services.messaging.relay import serve_relay
 from services.runtime.channels import Channels
 from services.runtime.config import RealtimeSettings
 from services.runtime.context import current_principal
@@ -114,6 +115,7 @@ class MessagingDouble(mgrpc.MessagingServiceServicer):
         self.streams: dict[str, _Stream] = {}
         self.subscribes: list[tuple[str, str]] = []  # (device, after_cursor) per Subscribe
         self.sent: list[str] = []  # message ids in commit order
+        self.relays = 0  # Relay streams opened (the gateway's shared links)
         self.reads: list[tuple[str, str, int]] = []
         self.gate: asyncio.Event | None = None  # when set, ListConversations waits for it
         self.sequence = 0
@@ -169,6 +171,12 @@ class MessagingDouble(mgrpc.MessagingServiceServicer):
         finally:
             if self.streams.get(device) is stream:
                 del self.streams[device]
+
+    def Relay(self, request_iterator, context):
+        # The service's own Relay engine over this double's methods: per-slot token checks
+        # with the runtime's verifier, batching, limits (services/messaging/relay.py).
+        self.relays += 1
+        return serve_relay(self, request_iterator)
 
     async def AcknowledgeDeliveries(self, request, context):
         if request.device != current_principal().device_name:

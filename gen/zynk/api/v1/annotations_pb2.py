@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dzynk/api/v1/annotations.proto\x12\x0bzynk.api.v1\x1a google/protobuf/descriptor.proto*Z\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03:E\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x13.zynk.api.v1.Accessb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dzynk/api/v1/annotations.proto\x12\x0bzynk.api.v1\x1a google/protobuf/descriptor.proto*o\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_PER_ITEM\x10\x04:E\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x13.zynk.api.v1.Accessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zynk.api.v1.annotations_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCESS']._serialized_start=80
-  _globals['_ACCESS']._serialized_end=170
+  _globals['_ACCESS']._serialized_end=191
 # @@protoc_insertion_point(module_scope)

@@ -11,9 +11,11 @@ class Access(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCESS_PUBLIC: _ClassVar[Access]
     ACCESS_INTERNAL: _ClassVar[Access]
     ACCESS_ADMIN: _ClassVar[Access]
+    ACCESS_PER_ITEM: _ClassVar[Access]
 ACCESS_UNSPECIFIED: Access
 ACCESS_PUBLIC: Access
 ACCESS_INTERNAL: Access
 ACCESS_ADMIN: Access
+ACCESS_PER_ITEM: Access
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor

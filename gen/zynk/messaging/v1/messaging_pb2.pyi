@@ -7,6 +7,7 @@ from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from zynk.api.v1 import annotations_pb2 as _annotations_pb2_1
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -450,3 +451,115 @@ class FilterConversationPeersResponse(_message.Message):
     PEERS_FIELD_NUMBER: _ClassVar[int]
     peers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RelayRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RelayRequestItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[RelayRequestItem, _Mapping]]] = ...) -> None: ...
+
+class RelayRequestItem(_message.Message):
+    __slots__ = ("slot", "attach", "detach", "send", "acknowledge", "mark_read", "renew")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
+    MARK_READ_FIELD_NUMBER: _ClassVar[int]
+    RENEW_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    attach: RelayAttach
+    detach: RelayDetach
+    send: RelaySend
+    acknowledge: RelayAcknowledge
+    mark_read: RelayMarkRead
+    renew: RelayRenew
+    def __init__(self, slot: _Optional[int] = ..., attach: _Optional[_Union[RelayAttach, _Mapping]] = ..., detach: _Optional[_Union[RelayDetach, _Mapping]] = ..., send: _Optional[_Union[RelaySend, _Mapping]] = ..., acknowledge: _Optional[_Union[RelayAcknowledge, _Mapping]] = ..., mark_read: _Optional[_Union[RelayMarkRead, _Mapping]] = ..., renew: _Optional[_Union[RelayRenew, _Mapping]] = ...) -> None: ...
+
+class RelayAttach(_message.Message):
+    __slots__ = ("access_token", "subscribe")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    subscribe: SubscribeRequest
+    def __init__(self, access_token: _Optional[str] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ...) -> None: ...
+
+class RelayDetach(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RelayRenew(_message.Message):
+    __slots__ = ("access_token", "request_id")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    request_id: str
+    def __init__(self, access_token: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RelaySend(_message.Message):
+    __slots__ = ("request_id", "request")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request: SendMessageRequest
+    def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[SendMessageRequest, _Mapping]] = ...) -> None: ...
+
+class RelayAcknowledge(_message.Message):
+    __slots__ = ("request_id", "request")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request: AcknowledgeDeliveriesRequest
+    def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[AcknowledgeDeliveriesRequest, _Mapping]] = ...) -> None: ...
+
+class RelayMarkRead(_message.Message):
+    __slots__ = ("request_id", "request")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request: MarkReadRequest
+    def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[MarkReadRequest, _Mapping]] = ...) -> None: ...
+
+class RelayResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RelayResponseItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[RelayResponseItem, _Mapping]]] = ...) -> None: ...
+
+class RelayResponseItem(_message.Message):
+    __slots__ = ("slot", "inbox", "result", "detached")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    INBOX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    inbox: SubscribeResponse
+    result: RelayResult
+    detached: RelayDetached
+    def __init__(self, slot: _Optional[int] = ..., inbox: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., result: _Optional[_Union[RelayResult, _Mapping]] = ..., detached: _Optional[_Union[RelayDetached, _Mapping]] = ...) -> None: ...
+
+class RelayResult(_message.Message):
+    __slots__ = ("request_id", "send", "acknowledge", "mark_read", "renewed", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
+    MARK_READ_FIELD_NUMBER: _ClassVar[int]
+    RENEWED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    send: SendMessageResponse
+    acknowledge: AcknowledgeDeliveriesResponse
+    mark_read: MarkReadResponse
+    renewed: RelayRenewed
+    error: _status_pb2.Status
+    def __init__(self, request_id: _Optional[str] = ..., send: _Optional[_Union[SendMessageResponse, _Mapping]] = ..., acknowledge: _Optional[_Union[AcknowledgeDeliveriesResponse, _Mapping]] = ..., mark_read: _Optional[_Union[MarkReadResponse, _Mapping]] = ..., renewed: _Optional[_Union[RelayRenewed, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class RelayRenewed(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RelayDetached(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _status_pb2.Status
+    def __init__(self, status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...

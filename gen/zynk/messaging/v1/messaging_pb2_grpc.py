@@ -124,6 +124,11 @@ class MessagingServiceStub:
                 request_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesRequest.SerializeToString,
                 response_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.Relay = channel.stream_stream(
+                '/zynk.messaging.v1.MessagingService/Relay',
+                request_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayRequest.SerializeToString,
+                response_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayResponse.FromString,
+                _registered_method=True)
         self.ApplyGroupMembershipChange = channel.unary_unary(
                 '/zynk.messaging.v1.MessagingService/ApplyGroupMembershipChange',
                 request_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.ApplyGroupMembershipChangeRequest.SerializeToString,
@@ -282,6 +287,21 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Relay(self, request_iterator, context):
+        """The realtime gateway's multiplexed link: one bidirectional stream carries the inboxes and
+        the send/acknowledge/read calls of many devices (one "slot" per device socket). It is not
+        exposed over REST. The gateway holds no credential of its own: every `attach` carries the
+        device's own access token, verified exactly as the token of a Subscribe call (same
+        verifier, algorithm allow-list, revocation check), and every operation on a slot runs as
+        that slot's device. Slots are detached with UNAUTHENTICATED when the device is revoked or
+        the token expires (send `renew` before), with ABORTED when a newer inbox stream of the
+        device opens, and with UNAVAILABLE when the stream cannot keep up (re-attach with the last
+        cursor received: unacknowledged entries are replayed, nothing is lost).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApplyGroupMembershipChange(self, request, context):
         """Applies a group membership change decided by the group service to the group's
         conversation (creating it on first use): fan-out follows the new member list and a
@@ -370,6 +390,11 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeDeliveries,
                     request_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesRequest.FromString,
                     response_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesResponse.SerializeToString,
+            ),
+            'Relay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayRequest.FromString,
+                    response_serializer=zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayResponse.SerializeToString,
             ),
             'ApplyGroupMembershipChange': grpc.unary_unary_rpc_method_handler(
                     servicer.ApplyGroupMembershipChange,
@@ -741,6 +766,33 @@ class MessagingService:
             '/zynk.messaging.v1.MessagingService/AcknowledgeDeliveries',
             zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesRequest.SerializeToString,
             zynk_dot_messaging_dot_v1_dot_messaging__pb2.AcknowledgeDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/zynk.messaging.v1.MessagingService/Relay',
+            zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayRequest.SerializeToString,
+            zynk_dot_messaging_dot_v1_dot_messaging__pb2.RelayResponse.FromString,
             options,
             channel_credentials,
             insecure,

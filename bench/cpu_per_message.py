@@ -1,0 +1,76 @@
+"""CPU per 1:1 message across the whole mesh, at a fixed offered rate.
+
+    .venv/bin/python -m bench.cpu_per_message [--rate 100] [--duration 10] [--pairs 50]
+
+Runs bench (a)'s open-loop 1:1 scenario (scenarios._one_rate: 50 sender and 50 receiver
+sockets through the gateway, every message acknowledged by its receiver) against a fresh
+embedded `zynk up`, and reads the CPU time (user + system, /proc/<pid>/stat) of the `zynk up`
+process tree around it. The cost of opening and closing the sockets is measured by a run
+with (almost) no messages and subtracted. CPU per message does not depend much on what else
+the machine runs, unlike msg/s or latency."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import httpx
+
+from bench import scenarios
+from bench.actors import direct_conversation, make_accounts
+from tests.support.zynkup import ZynkUp, process_tree
+
+
+def cpu_s(pid: int) -> float:
+    import os
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root: int) -> float:
+    total = 0.0
+    for pid in process_tree(root):
+        try:
+            total += cpu_s(pid)
+        except OSError:
+            pass
+    return total
+
+
+async def measure(rate: int, duration_s: float, pairs: int) -> dict:
+    with ZynkUp() as m:
+        async with httpx.AsyncClient(base_url=m.gateway, timeout=30) as http:
+            senders = await make_accounts(http, pairs)
+            receivers = await make_accounts(http, pairs)
+            convs = [await direct_conversation(http, a, b)
+                     for a, b in zip(senders, receivers, strict=True)]
+        root = m.proc.pid
+        # warm-up (first sockets, caches), then the sockets-only overhead, then the run
+        await scenarios._one_rate(m, senders, receivers, convs, rate - 1, 2.0)
+        c0 = tree_cpu_s(root)
+        idle = await scenarios._one_rate(m, senders, receivers, convs, 1, 0.05)
+        c1 = tree_cpu_s(root)
+        run = await scenarios._one_rate(m, senders, receivers, convs, rate, duration_s)
+        c2 = tree_cpu_s(root)
+    overhead = c1 - c0
+    messages = run["delivered"] - idle["delivered"]
+    per_msg_ms = (c2 - c1 - overhead) / max(1, messages) * 1000
+    return {"offered_msgs_per_s": rate, "duration_s": duration_s, "delivered": run["delivered"],
+            "lost": run["lost"], "duplicates": run["duplicates"],
+            "sockets_overhead_cpu_s": round(overhead, 3), "run_cpu_s": round(c2 - c1, 3),
+            "cpu_ms_per_message": round(per_msg_ms, 3), "p50_ms": run.get("p50_ms"),
+            "p99_ms": run.get("p99_ms")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.cpu_per_message")
+    ap.add_argument("--rate", type=int, default=100)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--pairs", type=int, default=50)
+    a = ap.parse_args()
+    print(asyncio.run(measure(a.rate, a.duration, a.pairs)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
