@@ -18,24 +18,7 @@ import httpx
 
 from bench import scenarios
 from bench.actors import direct_conversation, make_accounts
-from tests.support.zynkup import ZynkUp, process_tree
-
-
-def cpu_s(pid: int) -> float:
-    import os
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_s(root: int) -> float:
-    total = 0.0
-    for pid in process_tree(root):
-        try:
-            total += cpu_s(pid)
-        except OSError:
-            pass
-    return total
+from tests.support.zynkup import ZynkUp
 
 
 async def measure(rate: int, duration_s: float, pairs: int) -> dict:
@@ -45,14 +28,13 @@ async def measure(rate: int, duration_s: float, pairs: int) -> dict:
             receivers = await make_accounts(http, pairs)
             convs = [await direct_conversation(http, a, b)
                      for a, b in zip(senders, receivers, strict=True)]
-        root = m.proc.pid
         # warm-up (first sockets, caches), then the sockets-only overhead, then the run
         await scenarios._one_rate(m, senders, receivers, convs, rate - 1, 2.0)
-        c0 = tree_cpu_s(root)
+        c0 = m.cpu_seconds()
         idle = await scenarios._one_rate(m, senders, receivers, convs, 1, 0.05)
-        c1 = tree_cpu_s(root)
+        c1 = m.cpu_seconds()
         run = await scenarios._one_rate(m, senders, receivers, convs, rate, duration_s)
-        c2 = tree_cpu_s(root)
+        c2 = m.cpu_seconds()
     overhead = c1 - c0
     messages = run["delivered"] - idle["delivered"]
     per_msg_ms = (c2 - c1 - overhead) / max(1, messages) * 1000

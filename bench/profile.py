@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import sys
 import tempfile
 
 from bench import scenarios
-from tests.support.zynkup import ZynkUp, process_tree
+from tests.support.zynkup import ZynkUp
 
 # First match wins, tried on the innermost frame first, then outwards: a sample counts for
 # the innermost frame that belongs to one of these.
@@ -44,17 +43,6 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("native: event loop I/O and gRPC core callbacks", ("asyncio/", "uvloop", "selectors.py")),
     ("thread pools (SQLite reads, to_thread)", ("threading.py", "concurrent/futures")),
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def classify(raw: pathlib.Path) -> dict[str, float]:
@@ -88,9 +76,9 @@ async def run(rate: int, duration_s: float, raw: pathlib.Path) -> dict:
             [spy, "record", "-p", str(mesh.proc.pid), "-d", str(int(duration_s)), "-r", "250",
              "-f", "raw", "-o", str(raw), "--nonblocking", "--threads"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = cpu_seconds(mesh.proc.pid)
+        cpu0 = mesh.cpu_seconds()
         result = (await scenarios.one_to_one(mesh, [rate], duration_s, pairs=20))[0]
-        cpu1 = cpu_seconds(mesh.proc.pid)
+        cpu1 = mesh.cpu_seconds()
         record.wait(60)
     delivered = max(1, result["delivered"])
     return {"offered_msgs_per_s": rate, "delivered": result["delivered"],

@@ -119,6 +119,17 @@ class ZynkUp:
                 total += rss_bytes(pid)
         return total
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the whole process tree so far."""
+        assert self.proc is not None
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError):
+                stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """kill -9: no drain, no clean shutdown; the data directory stays."""
         if self.proc is not None and self.proc.poll() is None:
