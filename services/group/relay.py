@@ -29,6 +29,7 @@ import grpc
 
 from services.group import names
 from services.group.store import GroupStore, PendingChange
+from services.runtime.errors import Unavailable
 from services.runtime import context as ctx
 from services.runtime import logging as zlog
 from services.runtime.config import GroupSettings
@@ -129,6 +130,11 @@ class MembershipRelay:
                 if not await self.drain(group_id):
                     return False
             return True
+        except Unavailable as e:  # the database is down or restarting: expected, no trace
+            log.warning("membership relay waiting for the store", group_id=group_id,
+                        error=str(e))
+            self._next_try[group_id] = time.monotonic() + self._s.relay_backoff_max_s
+            return False
         except Exception:  # the store failed: the rows are still there, try again later
             log.exception("membership relay failed; will retry", group_id=group_id)
             self._next_try[group_id] = time.monotonic() + self._s.relay_backoff_max_s
@@ -219,6 +225,8 @@ class MembershipRelay:
                 await self.relay_due()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as e:
+                log.warning("membership relay pass waiting for the store", error=str(e))
             except Exception:
                 log.exception("membership relay pass failed; will retry")
             now = time.monotonic()

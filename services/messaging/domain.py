@@ -75,6 +75,7 @@ from services.runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
     ZynkError,
 )
 from services.runtime.events import new_id
@@ -717,6 +718,8 @@ async def run_sweeper(domain: MessagingDomain, interval_s: float, stop: asyncio.
             n = await domain.expire_due()
             if n:
                 log.info("expired messages erased", count=n)
+        except Unavailable as e:  # the database is down or restarting: expected, no trace
+            log.warning("expiry sweep waiting for the store", error=str(e))
         except Exception:
             log.exception("expiry sweep failed; will retry")
         try:
