@@ -73,6 +73,15 @@ class _Slot:
         self.last: asyncio.Task[None] | None = None  # the slot's latest operation
 
 
+def _not_attached() -> Unavailable:
+    # Retryable, not FAILED_PRECONDITION: a slot is missing because messaging detached it (its
+    # inbox failed while a database was down, the stream was overloaded, ...) and the gateway
+    # re-attaches it on its own; an operation racing with that must look like the outage it
+    # is. (The fault tests saw acks answered FAILED_PRECONDITION during a PostgreSQL restart.)
+    return Unavailable("this device's relay slot is not attached (it is being re-attached); "
+                       "retry", reason="SLOT_NOT_ATTACHED")
+
+
 def _same_device(a: ctx.Principal, b: ctx.Principal | None) -> bool:
     return b is not None and a.user_id == b.user_id and a.device_id == b.device_id
 
@@ -209,8 +218,8 @@ class RelaySession:
             op = getattr(item, kind)
             slot = self.slots.get(slot_id)
             if slot is None:
-                self._result(slot_id, op.request_id, error=FailedPrecondition(
-                    "slot is not attached", reason="SLOT_NOT_ATTACHED").to_status())
+                self._result(slot_id, op.request_id,
+                             error=_not_attached().to_status())
                 return
             if self._ops >= self._max_ops:
                 self._result(slot_id, op.request_id, error=ResourceExhausted(
@@ -309,7 +318,7 @@ class RelaySession:
             try:
                 await slot.ready
                 if self.slots.get(slot_id) is not slot:
-                    raise FailedPrecondition("slot is not attached", reason="SLOT_NOT_ATTACHED")
+                    raise _not_attached()
                 if kind == "renew":
                     who = await self._verifier.verify(op.access_token)
                     if not _same_device(who, slot.principal):
