@@ -15,12 +15,16 @@ import asyncio
 import collections
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
+import httpx
+
 from bench import scenarios
+from bench.actors import direct_conversation, make_accounts
 from tests.support.zynkup import ZynkUp
 
 # First match wins, tried on the innermost frame first, then outwards: a sample counts for
@@ -41,49 +45,75 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Innermost Python frame is the loop itself: native code run by it (uvloop's I/O, and
     # grpc.aio's Cython callbacks, which py-spy cannot see into without --native).
     ("native: event loop I/O and gRPC core callbacks", ("asyncio/", "uvloop", "selectors.py")),
-    ("thread pools (SQLite reads, to_thread)", ("threading.py", "concurrent/futures")),
+    ("executor threads (SQLite reads, to_thread)", ("threading.py", "concurrent/futures")),
 )
+
+
+PAIRS = 20
+
+
+def samples(raw: pathlib.Path):
+    """(frames, count) of each line of py-spy's raw output; frames[0] names the thread."""
+    for line in raw.read_text().splitlines():
+        if line.strip():
+            stack, n = line.rsplit(" ", 1)
+            yield stack.split(";"), int(n)
+
+
+def shares(counts: collections.Counter[str], most: int | None = None) -> dict[str, float]:
+    total = max(1, sum(counts.values()))
+    return {k: round(100 * v / total, 1) for k, v in counts.most_common(most)}
+
+
+def by_thread(raw: pathlib.Path) -> dict[str, float]:
+    """Samples per thread kind (pool threads numbered alike are counted together)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for frames, n in samples(raw):
+        name = re.sub(r"\(\d+\)", "", frames[0])
+        counts[re.sub(r"_\d+$", "_N", name.removeprefix("thread : ").strip())] += n
+    return shares(counts, 8)
 
 
 def classify(raw: pathlib.Path) -> dict[str, float]:
     counts: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        if not line.strip():
-            continue
-        stack, n = line.rsplit(" ", 1)
-        total += int(n)
-        frames = stack.split(";")
+    for frames, n in samples(raw):
         if "_poll_wrapper" in frames[0]:  # the thread (first frame) grpc.aio polls C-core on
-            counts["gRPC poller thread"] += int(n)
+            counts["gRPC poller thread"] += n
             continue
         for frame in reversed(frames):
             name = next((c for c, needles in COMPONENTS if any(x in frame for x in needles)),
                         None)
             if name is not None:
-                counts[name] += int(n)
+                counts[name] += n
                 break
         else:
-            counts["other"] += int(n)
-    return {k: round(100 * v / max(1, total), 1) for k, v in counts.most_common()}
+            counts["other"] += n
+    return shares(counts)
 
 
 async def run(rate: int, duration_s: float, raw: pathlib.Path) -> dict:
     spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
     with ZynkUp() as mesh:
-        await scenarios.one_to_one(mesh, [min(rate, 50)], 3, pairs=20)  # warm up
+        # Accounts first (argon2 would otherwise show up in the samples), then a warm-up.
+        async with httpx.AsyncClient(base_url=mesh.gateway, timeout=30) as http:
+            senders = await make_accounts(http, PAIRS)
+            receivers = await make_accounts(http, PAIRS)
+            convs = [await direct_conversation(http, a, b)
+                     for a, b in zip(senders, receivers, strict=True)]
+        await scenarios._one_rate(mesh, senders, receivers, convs, min(rate, 50), 3)
         record = subprocess.Popen(
             [spy, "record", "-p", str(mesh.proc.pid), "-d", str(int(duration_s)), "-r", "250",
              "-f", "raw", "-o", str(raw), "--nonblocking", "--threads"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = mesh.cpu_seconds()
-        result = (await scenarios.one_to_one(mesh, [rate], duration_s, pairs=20))[0]
+        result = await scenarios._one_rate(mesh, senders, receivers, convs, rate, duration_s)
         cpu1 = mesh.cpu_seconds()
         record.wait(60)
     delivered = max(1, result["delivered"])
     return {"offered_msgs_per_s": rate, "delivered": result["delivered"],
             "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
             "mesh_cpu_ms_per_message": round((cpu1 - cpu0) * 1000 / delivered, 2),
+            "samples_by_thread_pct": by_thread(raw),
             "samples_by_component_pct": classify(raw)}
 
 

@@ -33,7 +33,7 @@ from tests.support.backends import (
     backend_missing,
     free_port,
 )
-from tests.support.zynkup import FAST_LOGIN_ENV
+from tests.support.zynkup import FAST_LOGIN_ENV, children_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # 2 shared cores, 14 Python processes starting at once: generous, the usual is ~20-40 s.
@@ -116,20 +116,8 @@ class Stack:
         return "\n".join(self.lines[-n:])
 
     def children(self, what: str = "") -> dict[int, str]:
-        """The supervisor's live children (pid -> command line), from /proc."""
-        out = {}
-        for entry in pathlib.Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == self.proc.pid and fields[0] != "Z" and what in cmdline:
-                out[int(entry.name)] = cmdline
-        return out
+        """The supervisor's live children (pid -> command line)."""
+        return children_of(self.proc.pid, what)
 
     async def wait_for_output(self, pattern: str, timeout: float, after: int = 0) -> str:
         """The first line (from index `after`) matching the regex `pattern`."""

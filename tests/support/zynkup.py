@@ -47,18 +47,32 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def process_tree(pid: int) -> list[int]:
-    """pid and every descendant (the distributed supervisor's children and theirs)."""
-    children: dict[int, list[int]] = {}
+def processes() -> list[tuple[int, int, str, str]]:
+    """(pid, parent pid, state, command line) of every process, from /proc."""
+    out = []
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        out.append((int(entry.name), int(fields[1]), fields[0], cmdline))
+    return out
+
+
+def children_of(pid: int, what: str = "") -> dict[int, str]:
+    """pid's live children whose command line contains `what` (pid -> command line)."""
+    return {p: cmd for p, ppid, state, cmd in processes()
+            if ppid == pid and state != "Z" and what in cmd}
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (the distributed supervisor's children and theirs)."""
+    children: dict[int, list[int]] = {}
+    for p, ppid, _, _ in processes():
+        children.setdefault(ppid, []).append(p)
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

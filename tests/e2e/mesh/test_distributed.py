@@ -36,6 +36,7 @@ from tests.support.backends import (
     free_port,
     make_settings,
 )
+from tests.support.zynkup import children_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,21 +107,8 @@ class Cluster:
         assert self.said(text), f"never said {text!r}:\n{self.output()}"
 
     def children(self, what: str = "") -> dict[int, str]:
-        """The supervisor's live children (pid -> command line), read from /proc."""
-        out = {}
-        for entry in pathlib.Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            state, ppid = fields[0], int(fields[1])
-            if ppid == self.proc.pid and state != "Z" and what in cmdline:
-                out[int(entry.name)] = cmdline
-        return out
+        """The supervisor's live children (pid -> command line)."""
+        return children_of(self.proc.pid, what)
 
     async def stop(self) -> int:
         if self.proc.returncode is None:
