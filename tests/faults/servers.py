@@ -5,6 +5,7 @@ PostgreSQL (5432) and Redis (6379), which other suites share, are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import pwd
@@ -61,19 +62,21 @@ class PrivatePostgres:
                               env={**os.environ, "LC_ALL": "C.UTF-8"})
 
     def create(self) -> None:
-        initdb = (self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--no-sync", "--no-instructions")
         try:
-            self._run(*initdb)
+            self._create()
         except subprocess.CalledProcessError as e:
             if e.returncode >= 0:
                 raise
-            # Seen once on a loaded machine: initdb killed by SIGBUS while probing shared
-            # memory, in five tests in a row, then fine. Once more from scratch; a second
-            # failure fails the test.
-            shutil.rmtree(self.data, ignore_errors=True)
+            # Seen twice on a loaded machine, never reproduced alone: initdb killed by SIGBUS
+            # while probing shared memory, once pg_ctl start by SIGSEGV. Once more from
+            # scratch; a second failure fails the test.
+            self.destroy_data()
             time.sleep(1)
-            self._run(*initdb)
+            self._create()
+
+    def _create(self) -> None:
+        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync", "--no-instructions")
         conf = self.data / "postgresql.conf"
         with conf.open("a") as f:
             f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
@@ -85,6 +88,14 @@ class PrivatePostgres:
         self.start()
         self._run(pg_binary("createdb") or "createdb", "-h", "127.0.0.1", "-p",
                   str(self.port), "-U", "postgres", "zynk")
+
+    def destroy_data(self) -> None:
+        """Stop whatever runs of the cluster and remove its data directory."""
+        if self.running():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop",
+                          timeout=30)
+        shutil.rmtree(self.data, ignore_errors=True)
 
     def start(self, timeout_s: float = 30) -> None:
         self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t",
