@@ -1,0 +1,139 @@
+"""A read-through cache of each group's state and member list with roles (seed §6.2: group
+membership, 10 minutes), in the shared cache (runtime/cache.py: in-process in embedded mode,
+Redis shared by every replica in distributed mode).
+
+The rule (also in docs/groups.md, "Membership cache"):
+- The cache serves READS only: GetGroup, ListMembers, and the visibility/role check that lets
+  a caller see a group's invites or that turns an AddMembers away early. Every operation that
+  WRITES decides in its own transaction against the database (domain.py `_visible_in`), never
+  on a cached entry, so a removed or demoted member can never act on stale data.
+- Every committed change to the group or its members (add, remove, role change, leave, join
+  by invite, ownership transfer, settings update, delete) calls `drop` before the RPC
+  returns, so the next read on any replica (Redis is shared; embedded mode is one process)
+  goes back to the database.
+- A read that filled the cache from the database just before a change committed must not
+  put its stale copy back after the change dropped it. So every entry carries the group's
+  generation token, read BEFORE the database: `drop` first replaces the token
+  (`grp:gen:<group id>`), then deletes the entry; an entry is only used while its token is
+  the current one. A stale fill therefore lands under an old token and is never served.
+
+Keys (under the cache's prefix, `<key_prefix>cache:` on Redis):
+  grp:members:<group id>  JSON: {"gen": token | null, "group": [...], "members": [[...], ...]}
+  grp:gen:<group id>      the current generation token (random), kept for twice the TTL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+
+from services.group.store import GroupRow, GroupStore, MemberRow, Role
+from services.runtime import logging as zlog
+from services.runtime.cache import Cache
+from services.runtime.errors import Unavailable
+
+log = zlog.get("group.membership")
+
+ENTRY_PREFIX = "grp:members:"
+GEN_PREFIX = "grp:gen:"
+# Beyond GroupSettings.max_members (<= 1000): one read gets every member.
+ALL_MEMBERS = 100_000
+DROP_ATTEMPTS = 3
+
+
+def entry_key(group_id: str) -> str:
+    return ENTRY_PREFIX + group_id
+
+
+def gen_key(group_id: str) -> str:
+    return GEN_PREFIX + group_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A group and all its members (seq order), as committed at one point in time."""
+
+    group: GroupRow
+    members: tuple[MemberRow, ...]
+
+    def member(self, user_id: str) -> MemberRow | None:
+        for m in self.members:
+            if m.user_id == user_id:
+                return m
+        return None
+
+
+class MembershipCache:
+    def __init__(self, store: GroupStore, cache: Cache, ttl_s: float) -> None:
+        self._store = store
+        self._cache = cache
+        self._ttl_s = ttl_s
+
+    async def snapshot(self, group_id: str) -> Snapshot | None:
+        """The group and its members, from the cache when current, else from the database
+        (and then cached). None if the group does not exist (absence is not cached). An
+        unreachable cache falls back to the database."""
+        try:
+            raw = await self._cache.get(entry_key(group_id))
+            gen = await self._current_gen(group_id)
+        except Unavailable:
+            return await self._load(group_id)
+        if raw is not None:
+            data = json.loads(raw)
+            if data["gen"] == gen:
+                return _decode(data)
+        snap = await self._load(group_id)
+        if snap is not None:
+            try:
+                await self._cache.set(entry_key(group_id), _encode(snap, gen), self._ttl_s)
+            except Unavailable:
+                pass
+        return snap
+
+    async def drop(self, group_id: str) -> None:
+        """After a committed change: new generation token, then the entry goes. Retried a
+        few times; if the cache stays unreachable the entry may be served until its TTL
+        ends (logged as an error; see docs/groups.md)."""
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                await self._cache.set(gen_key(group_id), uuid.uuid4().hex.encode(),
+                                      2 * self._ttl_s)
+                await self._cache.delete(entry_key(group_id))
+                return
+            except Unavailable:
+                if attempt + 1 < DROP_ATTEMPTS:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+        log.error("membership cache entry not dropped; it may be stale until its TTL",
+                  group_id=group_id)
+
+    async def _current_gen(self, group_id: str) -> str | None:
+        raw = await self._cache.get(gen_key(group_id))
+        return None if raw is None else raw.decode()
+
+    async def _load(self, group_id: str) -> Snapshot | None:
+        group = await self._store.get_group(group_id)
+        if group is None:
+            return None
+        members = await self._store.list_members(group_id, after_seq=None, limit=ALL_MEMBERS)
+        return Snapshot(dataclasses.replace(group, member_count=len(members)), tuple(members))
+
+
+def _encode(snap: Snapshot, gen: str | None) -> bytes:
+    g = snap.group
+    return json.dumps({
+        "gen": gen,
+        "group": [g.id, g.display_name, g.description, g.discoverable, g.owner_id,
+                  g.create_time, g.update_time, g.revision],
+        "members": [[m.user_id, int(m.role), m.join_time, m.added_by, m.invite_id, m.seq]
+                    for m in snap.members],
+    }, separators=(",", ":")).encode()
+
+
+def _decode(data: dict) -> Snapshot:
+    gid, display_name, description, discoverable, owner_id, ctime, utime, rev = data["group"]
+    members = tuple(MemberRow(gid, u, Role(r), jt, added_by=ab, invite_id=iv, seq=seq)
+                    for u, r, jt, ab, iv, seq in data["members"])
+    return Snapshot(GroupRow(gid, display_name, description, discoverable, owner_id, ctime,
+                             utime, revision=rev, member_count=len(members)), members)
