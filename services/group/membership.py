@@ -12,14 +12,12 @@ The rule (also in docs/groups.md, "Membership cache"):
   returns, so the next read on any replica (Redis is shared; embedded mode is one process)
   goes back to the database.
 - A read that filled the cache from the database just before a change committed must not
-  put its stale copy back after the change dropped it. So every entry carries the group's
-  generation token, read BEFORE the database: `drop` first replaces the token
-  (`grp:gen:<group id>`), then deletes the entry; an entry is only used while its token is
-  the current one. A stale fill therefore lands under an old token and is never served.
+  put its stale copy back after the change dropped it: entries carry a generation token
+  read before the database, which `drop` replaces (runtime/cache.py `Generations`).
 
 Keys (under the cache's prefix, `<key_prefix>cache:` on Redis):
-  grp:members:<group id>  JSON: {"gen": token | null, "group": [...], "members": [[...], ...]}
-  grp:gen:<group id>      the current generation token (random), kept for twice the TTL
+  grp:members:<group id>      <token>\n JSON {"group": [...], "members": [[...], ...]}
+  grp:members:<group id>#gen  the current generation token, kept for twice the TTL
 """
 
 from __future__ import annotations
@@ -27,17 +25,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import uuid
 
 from services.group.store import GroupRow, GroupStore, MemberRow, Role
 from services.runtime import logging as zlog
-from services.runtime.cache import Cache
+from services.runtime.cache import Cache, Generations
 from services.runtime.errors import Unavailable
 
 log = zlog.get("group.membership")
 
 ENTRY_PREFIX = "grp:members:"
-GEN_PREFIX = "grp:gen:"
 # Beyond GroupSettings.max_members (<= 1000): one read gets every member.
 ALL_MEMBERS = 100_000
 DROP_ATTEMPTS = 3
@@ -45,10 +41,6 @@ DROP_ATTEMPTS = 3
 
 def entry_key(group_id: str) -> str:
     return ENTRY_PREFIX + group_id
-
-
-def gen_key(group_id: str) -> str:
-    return GEN_PREFIX + group_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,26 +60,24 @@ class Snapshot:
 class MembershipCache:
     def __init__(self, store: GroupStore, cache: Cache, ttl_s: float) -> None:
         self._store = store
-        self._cache = cache
-        self._ttl_s = ttl_s
+        self._cache = Generations(cache, ttl_s)
 
     async def snapshot(self, group_id: str) -> Snapshot | None:
         """The group and its members, from the cache when current, else from the database
         (and then cached). None if the group does not exist (absence is not cached). An
         unreachable cache falls back to the database."""
+        key = entry_key(group_id)
         try:
-            raw = await self._cache.get(entry_key(group_id))
-            gen = await self._current_gen(group_id)
+            raw = await self._cache.get(key)
+            if raw is not None:
+                return _decode(json.loads(raw))
+            token = await self._cache.token(key)
         except Unavailable:
             return await self._load(group_id)
-        if raw is not None:
-            data = json.loads(raw)
-            if data["gen"] == gen:
-                return _decode(data)
         snap = await self._load(group_id)
         if snap is not None:
             try:
-                await self._cache.set(entry_key(group_id), _encode(snap, gen), self._ttl_s)
+                await self._cache.set(key, token, _encode(snap))
             except Unavailable:
                 pass
         return snap
@@ -98,19 +88,13 @@ class MembershipCache:
         ends (logged as an error; see docs/groups.md)."""
         for attempt in range(DROP_ATTEMPTS):
             try:
-                await self._cache.set(gen_key(group_id), uuid.uuid4().hex.encode(),
-                                      2 * self._ttl_s)
-                await self._cache.delete(entry_key(group_id))
+                await self._cache.drop(entry_key(group_id))
                 return
             except Unavailable:
                 if attempt + 1 < DROP_ATTEMPTS:
                     await asyncio.sleep(0.05 * (attempt + 1))
         log.error("membership cache entry not dropped; it may be stale until its TTL",
                   group_id=group_id)
-
-    async def _current_gen(self, group_id: str) -> str | None:
-        raw = await self._cache.get(gen_key(group_id))
-        return None if raw is None else raw.decode()
 
     async def _load(self, group_id: str) -> Snapshot | None:
         group = await self._store.get_group(group_id)
@@ -120,10 +104,9 @@ class MembershipCache:
         return Snapshot(dataclasses.replace(group, member_count=len(members)), tuple(members))
 
 
-def _encode(snap: Snapshot, gen: str | None) -> bytes:
+def _encode(snap: Snapshot) -> bytes:
     g = snap.group
     return json.dumps({
-        "gen": gen,
         "group": [g.id, g.display_name, g.description, g.discoverable, g.owner_id,
                   g.create_time, g.update_time, g.revision],
         "members": [[m.user_id, int(m.role), m.join_time, m.added_by, m.invite_id, m.seq]
