@@ -22,7 +22,6 @@ Keys (under the cache's prefix, `<key_prefix>cache:` on Redis):
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 
@@ -36,7 +35,6 @@ log = zlog.get("group.membership")
 ENTRY_PREFIX = "grp:members:"
 # Beyond GroupSettings.max_members (<= 1000): one read gets every member.
 ALL_MEMBERS = 100_000
-DROP_ATTEMPTS = 3
 
 
 def entry_key(group_id: str) -> str:
@@ -83,18 +81,11 @@ class MembershipCache:
         return snap
 
     async def drop(self, group_id: str) -> None:
-        """After a committed change: new generation token, then the entry goes. Retried a
-        few times; if the cache stays unreachable the entry may be served until its TTL
-        ends (logged as an error; see docs/groups.md)."""
-        for attempt in range(DROP_ATTEMPTS):
-            try:
-                await self._cache.drop(entry_key(group_id))
-                return
-            except Unavailable:
-                if attempt + 1 < DROP_ATTEMPTS:
-                    await asyncio.sleep(0.05 * (attempt + 1))
-        log.error("membership cache entry not dropped; it may be stale until its TTL",
-                  group_id=group_id)
+        """After a committed change. If the cache stays unreachable (retried a few times)
+        the entry may be served until its TTL ends: logged as an error (docs/groups.md)."""
+        if not await self._cache.drop_after_commit(entry_key(group_id)):
+            log.error("membership cache entry not dropped; it may be stale until its TTL",
+                      group_id=group_id)
 
     async def _load(self, group_id: str) -> Snapshot | None:
         group = await self._store.get_group(group_id)

@@ -6,10 +6,13 @@ whoever makes the change or consumes its event; the TTL bounds staleness if that
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 import uuid
 from typing import Protocol
+
+from services.runtime.errors import Unavailable
 
 
 class Cache(Protocol):
@@ -83,6 +86,19 @@ class Generations:
         for key in keys:
             await self._cache.set(_gen_key(key), uuid.uuid4().hex.encode(), 2 * self._ttl_s)
         await self._cache.delete(*keys)
+
+    async def drop_after_commit(self, *keys: str, attempts: int = 3) -> bool:
+        """`drop` for a change that is already committed (it must not fail the call):
+        retried on Unavailable with a short backoff; False if the cache stayed
+        unreachable, when the entries may be served until their TTL ends (log it)."""
+        for attempt in range(attempts):
+            try:
+                await self.drop(*keys)
+                return True
+            except Unavailable:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+        return False
 
 
 def _gen_key(key: str) -> str:
