@@ -34,7 +34,7 @@ async def build(shared: Shared) -> ServiceSpec:
         # Verifiers in this process know the key without a round trip to GetJwks.
         shared.keys.set_keys(issuer.jwks())
         domain = AuthDomain(store, issuer, shared.limiter, shared.revocations, settings,
-                            pubsub=shared.pubsub)
+                            pubsub=shared.pubsub, cache=shared.cache)
         await domain.restore_revocations()
     except BaseException:
         await store.close()

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.auth import names
+from services.auth.profiles import UserProfiles
 from services.auth.signing import TokenIssuer, new_refresh_token, refresh_token_hash
 from services.auth.store import (
     AuthStore,
@@ -46,6 +47,7 @@ from services.auth.store import (
 from services.runtime import hints
 from services.runtime import logging as zlog
 from services.runtime import paging
+from services.runtime.cache import Cache, MemoryCache
 from services.runtime.config import Settings
 from services.runtime.context import Principal
 from services.runtime.errors import (
@@ -63,6 +65,7 @@ from services.runtime.ratelimit import RateLimiter, enforce
 from services.runtime.pubsub import PubSub
 from services.runtime.revocations import RevocationList
 from services.runtime.tokens import LEEWAY_S
+from zynk.auth.v1 import auth_pb2
 from zynk.events.v1 import events_pb2
 
 log = zlog.get("auth")
@@ -155,8 +158,11 @@ class Passwords:
 class AuthDomain:
     def __init__(self, store: AuthStore, issuer: TokenIssuer, limiter: RateLimiter,
                  revocations: RevocationList, settings: Settings,
-                 clock: Callable[[], float] = time.time, pubsub: PubSub | None = None) -> None:
+                 clock: Callable[[], float] = time.time, pubsub: PubSub | None = None,
+                 cache: Cache | None = None) -> None:
         self._store = store
+        self._profiles = UserProfiles(store, MemoryCache() if cache is None else cache,
+                                      settings.auth.profile_cache_ttl_s)
         self._issuer = issuer
         self._limiter = limiter
         self._revocations = revocations
@@ -274,16 +280,20 @@ class AuthDomain:
     def jwks(self) -> list[dict[str, str]]:
         return self._issuer.jwks()
 
-    async def get_user(self, caller: Principal, user_ref: str) -> UserRow:
+    # GetUser and LookupUser: any authenticated caller (the interceptor checked the token)
+    # may read any user's public profile. A visibility rule added here must run before the
+    # profile cache is asked (profiles.py), as this one does, so it holds on every call.
+
+    async def get_user(self, caller: Principal, user_ref: str) -> auth_pb2.User:
         user_id = caller.user_id if user_ref == names.ME else user_ref
-        user = await self._store.get_user(user_id)
+        user = await self._profiles.by_id(user_id)
         if user is None:
             raise NotFound(f"user {names.user_name(user_ref)} not found",
                            reason="USER_NOT_FOUND")
         return user
 
-    async def lookup_user(self, username: str) -> UserRow:
-        user = await self._store.get_user_by_username(username.lower())
+    async def lookup_user(self, username: str) -> auth_pb2.User:
+        user = await self._profiles.by_username(username.lower())
         if user is None:
             raise NotFound(f"no user named {username.lower()!r}", reason="USER_NOT_FOUND")
         return user

@@ -5,8 +5,9 @@ request's buf.validate rules."""
 from __future__ import annotations
 
 from services.auth import names
+from services.auth.profiles import public_user
 from services.auth.domain import AuthDomain, KeyBundle, SignedPrekeyInput, TokenPair
-from services.auth.store import DeviceRow, OneTimePrekeyRow, SignedPrekeyRow, UserRow
+from services.auth.store import DeviceRow, OneTimePrekeyRow, SignedPrekeyRow
 from services.runtime import context
 from services.runtime.context import current_principal
 from services.runtime.errors import InvalidArgument
@@ -14,9 +15,7 @@ from services.runtime.pbtime import timestamp
 from zynk.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
-def user_pb(u: UserRow) -> auth_pb2.User:
-    return auth_pb2.User(name=names.user_name(u.id), username=u.username,
-                         display_name=u.display_name, create_time=timestamp(u.create_time))
+user_pb = public_user
 
 
 def device_pb(d: DeviceRow) -> auth_pb2.Device:
@@ -78,11 +77,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetUser(self, request, context_):
         user = await self._d.get_user(current_principal(),
                                       names.parse_user(request.name, "name"))
-        return auth_pb2.GetUserResponse(user=user_pb(user))
+        return auth_pb2.GetUserResponse(user=user)
 
     async def LookupUser(self, request, context_):
-        return auth_pb2.LookupUserResponse(user=user_pb(await self._d.lookup_user(
-            request.username)))
+        return auth_pb2.LookupUserResponse(user=await self._d.lookup_user(request.username))
 
     async def ListDevices(self, request, context_):
         page = await self._d.list_devices(

@@ -32,7 +32,8 @@ async def build(shared: Shared) -> ServiceSpec:
     relay = MembershipRelay(
         store, MessagingSink(shared.channels, settings.group.relay_call_timeout_s),
         settings.group)
-    domain = GroupDomain(store, AuthUserDirectory(shared.channels), relay, settings.group)
+    domain = GroupDomain(store, AuthUserDirectory(shared.channels), relay, settings.group,
+                         cache=shared.cache)
     events.start()
     # Changes left pending by the previous run (messaging was down, or we crashed between a
     # commit and its relay) go out as soon as the loop starts.

@@ -11,6 +11,11 @@ Who sees what (documented in docs/groups.md):
   directory anyway, so there a non-member gets PERMISSION_DENIED.
 - A member lacking the role for an operation gets PERMISSION_DENIED (they know the group).
 
+Membership cache (membership.py): reads (GetGroup, ListMembers, the rights check of
+ListInvites and the early check of AddMembers) see the group through a read-through cache;
+every write decides inside its transaction against the database, never on the cache, and
+every committed change drops the group's entry before the RPC returns.
+
 Invariants kept in every transaction: exactly one OWNER among the members; at most
 `max_members` members; the last member leaving deletes the group.
 """
@@ -25,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from services.group import names, rules
+from services.group.membership import MembershipCache
 from services.group.relay import pending_change
 from services.group.store import (
     GroupRow,
@@ -37,6 +43,7 @@ from services.group.store import (
 )
 from services.runtime import logging as zlog
 from services.runtime import paging
+from services.runtime.cache import Cache, MemoryCache
 from services.runtime.config import GroupSettings
 from services.runtime.context import Principal
 from services.runtime.errors import (
@@ -110,8 +117,11 @@ class JoinResult:
 
 class GroupDomain:
     def __init__(self, store: GroupStore, users: UserDirectory, relay: ChangeRelay,
-                 settings: GroupSettings, clock: Callable[[], float] = time.time) -> None:
+                 settings: GroupSettings, clock: Callable[[], float] = time.time,
+                 cache: Cache | None = None) -> None:
         self._store = store
+        self._members = MembershipCache(store, MemoryCache() if cache is None else cache,
+                                        settings.membership_cache_ttl_s)
         self._users = users
         self._relay = relay
         self._s = settings
@@ -189,6 +199,8 @@ class GroupDomain:
                 group = dataclasses.replace(group, **changes, revision=group.revision + 1,
                                             update_time=self._clock())
                 await tx.update_group(group)
+        if changes:
+            await self._members.drop(group_id)
         return GroupView(group, me.role)
 
     async def delete_group(self, caller: Principal, group_id: str, etag: str) -> None:
@@ -204,16 +216,20 @@ class GroupDomain:
                 group_id, caller.user_id, removed=[m.user_id for m in members], deleted=True,
                 now=self._clock()))
         log.info("group deleted", group_id=group_id)
+        await self._members.drop(group_id)
         await self._relay.committed(group_id)
 
     # -- members -------------------------------------------------------------------------------
 
     async def list_members(self, caller: Principal, group_id: str, page_size: int,
                            page_token: str) -> Page[MemberRow]:
-        await self._visible(caller, group_id)
+        snap = await self._members.snapshot(group_id)
+        _check_visible(group_id, snap and snap.group,
+                       snap and snap.member(caller.user_id))
+        assert snap is not None
         limit = paging.page_size(page_size)
         after = _decode_page_token(page_token, "members", group_id)
-        rows = await self._store.list_members(group_id, after_seq=after, limit=limit + 1)
+        rows = [m for m in snap.members if after is None or m.seq > after][:limit + 1]
         return _page(rows, limit, lambda m: _encode_page_token("members", group_id, m.seq))
 
     async def add_members(self, caller: Principal, group_id: str,
@@ -242,6 +258,7 @@ class GroupDomain:
             await tx.add_pending_change(pending_change(
                 group_id, caller.user_id, added=new, admins=await tx.list_admins(group_id),
                 now=now))
+        await self._members.drop(group_id)
         await self._relay.committed(group_id)
         return added
 
@@ -271,6 +288,7 @@ class GroupDomain:
             await tx.add_pending_change(pending_change(
                 group_id, caller.user_id, removed=targets,
                 admins=await tx.list_admins(group_id), now=now))
+        await self._members.drop(group_id)
         await self._relay.committed(group_id)
         return removed
 
@@ -306,6 +324,7 @@ class GroupDomain:
             await tx.add_pending_change(pending_change(
                 group_id, caller.user_id, admins=await tx.list_admins(group_id), now=now))
         log.info("member role changed", group_id=group_id, role=role.name)
+        await self._members.drop(group_id)
         await self._relay.committed(group_id)
         return dataclasses.replace(target, role=role)
 
@@ -343,6 +362,7 @@ class GroupDomain:
                     admins=await tx.list_admins(group_id), now=now))
         log.info("member left", group_id=group_id, group_deleted=result.group_deleted,
                  ownership_passed=bool(new_owner))
+        await self._members.drop(group_id)
         await self._relay.committed(group_id)
         return result
 
@@ -424,6 +444,7 @@ class GroupDomain:
                 group.id, caller.user_id, added=[caller.user_id],
                 admins=await tx.list_admins(group.id), now=now))
         log.info("member joined by invite", group_id=group.id)
+        await self._members.drop(group.id)
         await self._relay.committed(group.id)
         return JoinResult(GroupView(dataclasses.replace(group,
                                                         member_count=group.member_count + 1),
@@ -432,9 +453,11 @@ class GroupDomain:
     # -- helpers -------------------------------------------------------------------------------
 
     async def _visible(self, caller: Principal, group_id: str) -> tuple[GroupRow, MemberRow]:
-        group = await self._store.get_group(group_id)
-        me = None if group is None else await self._store.get_member(group_id, caller.user_id)
-        return _check_visible(group_id, group, me)
+        """For reads only (through the membership cache); writes use `_visible_in`."""
+        snap = await self._members.snapshot(group_id)
+        if snap is None:
+            return _check_visible(group_id, None, None)
+        return _check_visible(group_id, snap.group, snap.member(caller.user_id))
 
     @staticmethod
     async def _visible_in(tx: GroupTx, caller: Principal,

@@ -75,6 +75,9 @@ class AuthSettings(BaseModel):
     argon2_memory_kib: int = 64 * 1024
     argon2_parallelism: int = 2
     max_one_time_prekeys: int = 500
+    # Read-through cache of the public User resource (GetUser, LookupUser; seed §6.2: 1 h),
+    # dropped by any write that changes it (services/auth/profiles.py).
+    profile_cache_ttl_s: float = Field(3600.0, gt=0)
 
 
 class Backends(BaseModel):
@@ -175,6 +178,9 @@ class GroupSettings(BaseModel):
     # How often the relay looks for rows it was not told about (another replica's, or left
     # by a crash); a commit in this process wakes it at once.
     relay_poll_s: float = Field(5.0, gt=0)
+    # Read-through cache of each group's state and members with roles (seed §6.2: 10 min),
+    # dropped on every committed change; writes never decide on it (services/group/membership.py).
+    membership_cache_ttl_s: float = Field(600.0, gt=0)
 
 
 class PresenceSettings(BaseModel):

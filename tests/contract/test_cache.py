@@ -64,3 +64,19 @@ async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(proce
     cache = process_backends.cache
     await asyncio.gather(*(cache.set(f"{key}:{i}", b"x", ttl_s=60) for i in range(500)))
     assert await asyncio.gather(*(cache.get(f"{key}:{i}") for i in range(500))) == [b"x"] * 500
+
+
+async def test_generations_refuse_a_copy_read_before_a_drop(process_backends, key):
+    from services.runtime.cache import Generations
+
+    gens = Generations(process_backends.cache, ttl_s=60)
+    token = await gens.token(key)  # a reader, before its database read
+    await gens.set(key, token, b"v1")
+    assert await gens.get(key) == b"v1"
+    stale_token = await gens.token(key)  # another reader starts...
+    await gens.drop(key)  # ...a change commits and drops the entry...
+    assert await gens.get(key) is None
+    await gens.set(key, stale_token, b"v1-stale")  # ...and the reader stores its old copy
+    assert await gens.get(key) is None  # never served
+    await gens.set(key, await gens.token(key), b"v2")
+    assert await gens.get(key) == b"v2"

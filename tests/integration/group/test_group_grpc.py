@@ -297,6 +297,34 @@ async def test_add_and_remove_members(auth, group, messaging):
                 OK.NOT_FOUND)
 
 
+async def test_removed_and_demoted_members_are_refused_at_once_with_a_warm_cache(
+        auth, group, messaging):
+    """The membership cache (services/group/membership.py) was filled by the very callers
+    who then lose their place: the next call of each is refused, reads and writes alike."""
+    owner, admin, m = await signups(auth, 3)
+    g = await new_group(group, owner, admin, m)
+    await set_role(group, owner, g, admin, ADMIN)
+    for p in (owner, admin, m):  # warm: every caller has read the group and its members
+        await group.stub.GetGroup(pb.GetGroupRequest(name=g.name), metadata=p.md)
+        await members_of(group, g, p)
+    await group.stub.ListInvites(pb.ListInvitesRequest(parent=g.name), metadata=admin.md)
+    await group.stub.RemoveMembers(pb.RemoveMembersRequest(group=g.name, users=[m.name]),
+                                   metadata=owner.md)
+    await set_role(group, owner, g, admin, MEMBER)
+    for method, req in every_rpc(g, owner.name):
+        await fails(getattr(group.stub, method)(req, metadata=m.md), OK.NOT_FOUND,
+                    "GROUP_NOT_FOUND")
+    await fails(group.stub.ListInvites(pb.ListInvitesRequest(parent=g.name),
+                                       metadata=admin.md), OK.PERMISSION_DENIED,
+                "ADMIN_REQUIRED")
+    await fails(group.stub.AddMembers(pb.AddMembersRequest(group=g.name, users=[m.name]),
+                                      metadata=admin.md), OK.PERMISSION_DENIED,
+                "ADMIN_REQUIRED")
+    got = (await group.stub.GetGroup(pb.GetGroupRequest(name=g.name), metadata=admin.md)).group
+    assert (got.member_count, got.caller_role) == (2, MEMBER)
+    assert await members_of(group, g, owner) == {owner.name: OWNER, admin.name: MEMBER}
+
+
 async def test_the_member_limit(auth, group, messaging):
     owner, *others = await signups(auth, 9)  # the module's limit is 8 members
     g = await new_group(group, owner, *others[:6])

@@ -136,9 +136,9 @@ async def test_get_and_lookup_user(env):
     me = await env.signup("Mallory")
     other = await env.domain.register("niaj", PASSWORD, "Niaj", "10.0.0.1")
     caller = principal(me)
-    assert (await env.domain.get_user(caller, "me")).id == me.user.id
+    assert (await env.domain.get_user(caller, "me")).name == f"users/{me.user.id}"
     assert (await env.domain.get_user(caller, other.id)).display_name == "Niaj"
-    assert (await env.domain.lookup_user("NIAJ")).id == other.id
+    assert (await env.domain.lookup_user("NIAJ")).name == f"users/{other.id}"
     with pytest.raises(NotFound):
         await env.domain.get_user(caller, "no-such-user")
     with pytest.raises(NotFound):
