@@ -43,7 +43,7 @@ from services.runtime.errors import (
     ZynkError,
     internal_status,
 )
-from services.runtime.interceptors import validate
+from services.runtime.interceptors import REQUEST_ID_RE, validate
 from services.runtime.tokens import LEEWAY_S, b64url_decode
 from zynk.messaging.v1 import messaging_pb2 as pb
 
@@ -57,6 +57,10 @@ MAX_SLOTS = 65536
 MAX_OPS = 4096  # operations in flight per stream
 MAX_QUEUED = 8192  # inbox entries queued for the writer per stream
 MAX_QUEUED_BYTES = 32 << 20  # and their size
+# Everything queued for the writer (results, detaches, inbox entries): past this the stream's
+# requests are not read until the caller reads responses, so a caller that only writes (it
+# needs no credential to open the stream) cannot grow the queue without bound.
+MAX_OUT = MAX_QUEUED + 2 * MAX_OPS
 STALL_S = 10.0
 SWEEP_S = 1.0
 
@@ -96,7 +100,8 @@ class RelaySession:
 
     def __init__(self, servicer: Any, verifier: Any, *, max_slots: int = MAX_SLOTS,
                  max_ops: int = MAX_OPS, max_queued: int = MAX_QUEUED,
-                 max_queued_bytes: int = MAX_QUEUED_BYTES, stall_s: float = STALL_S,
+                 max_queued_bytes: int = MAX_QUEUED_BYTES, max_out: int = MAX_OUT,
+                 stall_s: float = STALL_S,
                  clock=time.time) -> None:
         self._s = servicer
         self._verifier = verifier
@@ -114,6 +119,9 @@ class RelaySession:
         self._space = asyncio.Event()
         self._space.set()
         self._ops = 0
+        self._max_out = max_out
+        self._drained = asyncio.Event()  # set when _out is below max_out
+        self._drained.set()
         self._finished: BaseException | bool = False
 
     # -- the stream ---------------------------------------------------------------------------
@@ -158,6 +166,8 @@ class RelaySession:
             if item.HasField("inbox"):
                 inbox += 1
                 inbox_bytes += item_size
+        if len(out) < self._max_out:
+            self._drained.set()
         if inbox:
             self._queued_inbox -= inbox
             self._queued_bytes -= inbox_bytes
@@ -179,6 +189,9 @@ class RelaySession:
                         reason="VALIDATION_FAILED")
                 for item in request.items:
                     self._on_item(item)
+                while len(self._out) >= self._max_out:  # back-pressure: stop reading
+                    self._drained.clear()
+                    await self._drained.wait()
             self._finished = True
         except asyncio.CancelledError:
             raise
@@ -331,7 +344,10 @@ class RelaySession:
                     return
                 who = await self._authenticate(slot)  # as the interceptor, per call
                 ctx.principal.set(who)
-                ctx.request_id.set(f"relay-{slot_id}-{op.request_id}")
+                # The caller's request id goes into logs and onward metadata only when it is
+                # a plain token (as for unary calls' x-request-id).
+                ctx.request_id.set(f"relay-{slot_id}-{op.request_id}"
+                                   if REQUEST_ID_RE.match(op.request_id) else f"relay-{slot_id}")
                 if kind == "send":
                     reply = await self._s.SendMessage(op.request, None)
                 elif kind == "acknowledge":

@@ -38,7 +38,8 @@ from services.runtime.tokens import TokenVerifier
 log = zlog.get("rpc")
 
 INTERNAL_TOKEN_HEADER = "x-zynk-internal-token"
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# What a caller may pass as a request id (it goes into logs and onward metadata).
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _request_ids = random.Random()
 
 
@@ -101,7 +102,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     async def _enter(self, policy: MethodPolicy, context) -> tuple[list, float]:
         md = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
         rid = md.get("x-request-id", "")
-        if not _REQUEST_ID_RE.match(rid):
+        if not REQUEST_ID_RE.match(rid):
             # Unique, not secret: a PRNG (seeded from os.urandom) instead of uuid4, whose
             # os.urandom call releases the GIL on every request.
             rid = f"{_request_ids.getrandbits(128):032x}"

@@ -101,12 +101,33 @@ async def test_many_slots_coalesce_into_few_batches():
 async def test_slot_limit_and_bad_token():
     feed = Feed()
     session = RelaySession(Servicer(entries=0), Verifier(), max_slots=2)
-    feed.put(attach(1, "a"), attach(2, "b"), attach(3, "c"))
+    # The bad token takes a free slot (so it is the token that is refused), then the limit.
     feed.put(pb.RelayRequestItem(slot=4, attach=pb.RelayAttach(
         access_token="zz", subscribe=pb.SubscribeRequest(device="users/u/devices/d"))))
-    out, _ = await collect(session, feed, lambda o: len(o) >= 3)
-    detached = {i.slot: i.detached.status for i in out if i.HasField("detached")}
+    out, _ = await collect(session, feed, lambda o: any(i.slot == 4 for i in o))
+    feed.put(attach(1, "a"), attach(2, "b"), attach(3, "c"))
+    more, _ = await collect(session, feed, lambda o: any(i.slot == 3 for i in o))
+    detached = {i.slot: i.detached.status for i in out + more if i.HasField("detached")}
+    assert detached[4].code == code_pb2.UNAUTHENTICATED
     assert detached[3].code == code_pb2.RESOURCE_EXHAUSTED
+    assert 1 not in detached and 2 not in detached
+
+
+async def test_a_caller_that_does_not_read_stops_being_read():
+    """Results count against the writer's queue too: a caller that only writes (no token
+    needed to open the stream) is no longer read once the queue is full."""
+    feed = Feed()
+    session = RelaySession(Servicer(entries=0), Verifier(), max_out=100)
+    for n in range(20):  # 20 x 50 results for a slot that is not attached
+        feed.put(*[pb.RelayRequestItem(slot=9, mark_read=pb.RelayMarkRead(
+            request_id=f"{n}-{i}", request=pb.MarkReadRequest())) for i in range(50)])
+    responses = session.run(feed).__aiter__()
+    first = await asyncio.wait_for(responses.__anext__(), 5)  # then stop reading
+    await asyncio.sleep(0.3)
+    assert len(session._out) <= 100 + 50  # at most one request batch past the limit
+    assert feed.q.qsize() > 0  # the rest waits unread on the caller's side
+    assert first.items
+    await responses.aclose()
 
 
 async def test_operations_of_a_slot_run_in_order_as_its_device():
