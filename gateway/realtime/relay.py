@@ -95,12 +95,19 @@ class RelayLink:
         return slot
 
     def reattach(self, slot: int) -> None:
-        """Attach a slot again (after messaging detached it with UNAVAILABLE), from the
-        socket's last forwarded cursor."""
+        """Attach a socket again (after messaging detached it, or after we detached it because
+        its client stopped reading), from its last forwarded cursor. Under a new slot number:
+        inbox entries of the old attachment may still be on their way (messaging does not
+        confirm a detach we asked for), and forwarding them after the cursor moved back would
+        put entries out of order, and a cumulative ack of them would skip the replay."""
         conn = self.slots.get(slot)
         if conn is not None and self._call is not None and slot not in self._live:
-            self._live.add(slot)
-            self._push(self._attach_item(slot, conn))
+            del self.slots[slot]
+            self._next_slot += 1
+            conn.slot = fresh = self._next_slot
+            self.slots[fresh] = conn
+            self._live.add(fresh)
+            self._push(self._attach_item(fresh, conn))
 
     def detach(self, slot: int, *, forget: bool = True) -> None:
         if forget:
