@@ -102,11 +102,12 @@ async def _up_distributed(settings: Settings, replicas: str | None,
 def _migrate(settings: Settings, services: list[str]) -> int:
     from services.runtime.errors import ZynkError
     from services.runtime.migrate import migrate_services
-    from services.runtime.postgres import database_url_for, redact
+    from services.runtime.postgres import database_url_for
+    from services.runtime.urls import redact_url
 
     def report(service: str, ids: list[str]) -> None:
         done = f"applied {', '.join(ids)}" if ids else "up to date"
-        where = f"schema {service} at {redact(database_url_for(settings, service))}"
+        where = f"schema {service} at {redact_url(database_url_for(settings, service))}"
         print(f"{service:<13} {done}  ({where})", flush=True)
 
     try:

@@ -11,13 +11,13 @@ import importlib
 import importlib.util
 import pathlib
 import socket
-import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import json_format
 
+from services.runtime.urls import redact_url
 from services.runtime.backends import ProcessBackends
 from services.runtime.catalog import CATALOG
 from services.runtime.channels import Channels
@@ -217,21 +217,6 @@ def check_distributed_backends(settings: Settings) -> None:
 
 
 # -- banners ------------------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (banners and logs)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def backend_lines(settings: Settings) -> list[str]:

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from services.runtime.urls import redact_url
 from services.runtime import errors
 from services.runtime import logging as zlog
 from services.runtime.config import PostgresSettings, Settings
@@ -77,7 +78,7 @@ def _split(url: str):
     parts = urlsplit(url)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in ("postgres", "postgresql"):
-        raise ValueError(f"not a PostgreSQL URL: {redact(url)!r} (want postgresql://...)")
+        raise ValueError(f"not a PostgreSQL URL: {redact_url(url)!r} (want postgresql://...)")
     return parts
 
 
@@ -98,18 +99,6 @@ def yoyo_url(url: str, schema: str, connect_timeout_s: float) -> str:
     return urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
-
-
 # -- migrations (yoyo, synchronous: call through asyncio.to_thread from async code) -----------
 
 
@@ -120,7 +109,7 @@ def _connect(url: str, connect_timeout_s: float):
         return psycopg.connect(plain_url(url), autocommit=True,
                                connect_timeout=max(2, round(connect_timeout_s)))
     except psycopg.OperationalError as e:
-        raise errors.Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {e}",
+        raise errors.Unavailable(f"cannot reach PostgreSQL at {redact_url(url)}: {e}",
                                  reason="DATABASE_UNAVAILABLE") from e
 
 
@@ -300,7 +289,7 @@ class PostgresDatabase:
         except Exception as e:
             if translate(e) is None:
                 raise
-            raise errors.Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {e}",
+            raise errors.Unavailable(f"cannot reach PostgreSQL at {redact_url(url)}: {e}",
                                      reason="DATABASE_UNAVAILABLE") from e
         return cls(pool, schema, s.acquire_timeout_s)
 

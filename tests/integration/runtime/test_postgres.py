@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from services.runtime import errors
+from services.runtime.urls import redact_url
 from services.runtime.postgres import (
     RUNTIME_MIGRATIONS,
     PostgresDatabase,
     apply_migrations,
     pending_migrations,
-    redact,
 )
 from tests.support.postgres import TEST_SETTINGS, fresh_schema, open_test_database
 
@@ -166,7 +166,7 @@ async def test_no_server_is_a_clear_error_at_once():
         await PostgresDatabase.open(url, "auth", settings=TEST_SETTINGS)
     assert time.monotonic() - started < 2
     assert "cannot reach PostgreSQL" in e.value.message and "secret" not in e.value.message
-    assert redact(url) == f"postgresql://zynk:***@127.0.0.1:{url.split(':')[3]}"
+    assert redact_url(url) == f"postgresql://zynk:***@127.0.0.1:{url.split(':')[3]}"
 
 
 class FreezableProxy:

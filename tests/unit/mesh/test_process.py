@@ -115,3 +115,10 @@ def test_replicas_share_a_port_and_strangers_cannot_take_it():
     finally:
         first.close()
         second.close()
+
+
+def test_redact_url_masks_a_password_in_the_query_too():
+    shown = redact_url("postgresql://zynk:pw@db/zynk?password=pw2&sslmode=require")
+    assert "pw" not in shown.replace("postgresql", "")
+    assert shown == "postgresql://zynk:***@db/zynk?password=***&sslmode=require"
+    assert redact_url("postgresql://u:p@[::1]:5432/z") == "postgresql://u:***@[::1]:5432/z"

@@ -8,11 +8,11 @@ import pytest
 
 from services.runtime import errors
 from services.runtime.config import Backends, PostgresSettings, Settings
+from services.runtime.urls import redact_url
 from services.runtime.postgres import (
     check_schema,
     database_url_for,
     plain_url,
-    redact,
     service_migrations,
     translate,
     yoyo_url,
@@ -53,8 +53,8 @@ def test_urls_for_each_driver():
 
 
 def test_redact_hides_only_the_password():
-    assert redact("postgresql://u:secret@db:5432/zynk") == "postgresql://u:***@db:5432/zynk"
-    assert redact("postgresql://u@db/zynk") == "postgresql://u@db/zynk"
+    assert redact_url("postgresql://u:secret@db:5432/zynk") == "postgresql://u:***@db:5432/zynk"
+    assert redact_url("postgresql://u@db/zynk") == "postgresql://u@db/zynk"
 
 
 @pytest.mark.parametrize(("exc", "kind", "reason"), [
