@@ -181,6 +181,12 @@ class Supervisor:
         if m.internal_token is not None or m.internal_token_file is not None:
             self._token_source = "from configuration"
             return internal_token(s)
+        if self.services and set(self.services) != set(CATALOG):
+            # The other services run elsewhere and cannot know a token made up here: every
+            # internal call between them would be refused at run time.
+            raise ConfigError("--services hosts only part of the mesh, so the services "
+                              "elsewhere need the same internal credential: set "
+                              "ZYNK_MESH__INTERNAL_TOKEN or ZYNK_MESH__INTERNAL_TOKEN_FILE")
         self._token_source = "generated for this run"
         return secrets.token_urlsafe(32)
 

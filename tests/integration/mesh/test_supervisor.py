@@ -99,3 +99,17 @@ async def test_a_child_that_cannot_start_stops_everything(tmp_path, capfd, monke
     assert all(not c.alive for c in sup.children)
     if "boom" in child:
         assert "cannot start: boom" in capfd.readouterr().err  # the child's own words
+
+
+def test_part_of_the_mesh_needs_the_configured_credential(tmp_path):
+    """Services hosted elsewhere cannot know a credential generated here."""
+    from pydantic import SecretStr
+
+    from mesh.process import ConfigError
+
+    with pytest.raises(ConfigError, match="ZYNK_MESH__INTERNAL_TOKEN"):
+        Supervisor(settings(tmp_path), {}, services=["auth", "messaging"])._check()
+    s = settings(tmp_path)
+    s.mesh.internal_token = SecretStr("x" * 40)
+    Supervisor(s, {}, services=["auth"])._check()  # configured: fine
+    Supervisor(settings(tmp_path), {}, services=[])._check()  # gateway only: none needed
