@@ -22,6 +22,7 @@ Keys (under the cache's prefix, `<key_prefix>cache:` on Redis):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
@@ -82,7 +83,11 @@ class MembershipCache:
 
     async def drop(self, group_id: str) -> None:
         """After a committed change. If the cache stays unreachable (retried a few times)
-        the entry may be served until its TTL ends: logged as an error (docs/groups.md)."""
+        the entry may be served until its TTL ends: logged as an error (docs/groups.md).
+        Shielded: a caller cancelled now (client gone, deadline) must not leave the entry."""
+        await asyncio.shield(self._drop(group_id))
+
+    async def _drop(self, group_id: str) -> None:
         if not await self._cache.drop_after_commit(entry_key(group_id)):
             log.error("membership cache entry not dropped; it may be stale until its TTL",
                       group_id=group_id)

@@ -649,7 +649,11 @@ class PostgresMessageStore:
                 continue  # the other transaction committed: this time the check finds it
             if len(self._known_inboxes) > _KNOWN_INBOXES_MAX:
                 self._known_inboxes.clear()
-            self._known_inboxes.update(it.message.sender_device for it in items)
+            # Only where the append was written (and so ensured the sender's inbox): a Stale
+            # item wrote nothing, and its retry must still ensure it.
+            self._known_inboxes.update(it.message.sender_device
+                                       for it, r in zip(items, out, strict=True)
+                                       if isinstance(r, Appended))
             return out
         raise errors.Aborted("message ids kept colliding with concurrent sends; retry",
                              reason="TRANSACTION_CONFLICT")

@@ -38,17 +38,7 @@ BUSY_RETRY_S = 0.05
 async def add_event(tx, topic: str, key: str, payload: Message,
                     event_id: str | None = None) -> str:
     event_id = event_id or str(uuid.uuid4())
-    data = payload.SerializeToString(deterministic=True)
-    if isinstance(tx, aiosqlite.Connection):
-        await tx.execute(
-            "INSERT INTO outbox (event_id, topic, key, type_name, payload, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (event_id, topic, key, payload.DESCRIPTOR.full_name, data, time.time()))
-    else:
-        await tx.execute(
-            "INSERT INTO outbox (event_id, topic, key, type_name, payload)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            event_id, topic, key, payload.DESCRIPTOR.full_name, data)
+    await add_events(tx, [(topic, key, payload, event_id)])
     return event_id
 
 
