@@ -76,8 +76,11 @@ async def run(args) -> dict:
             out["idle_sockets"] = await scenarios.idle_memory(m, args.sockets)
     if "d" in only:
         with mesh() as m:
+            # Replicas share a port and the kernel picks one per connection: several
+            # channels per replica so that every replica gets some.
+            channels = 4 * replicas if args.distributed else 1
             out["grpc_send_vs_echo"] = await scenarios.grpc_ratio(m, args.duration,
-                                                                  channels=replicas)
+                                                                  channels=channels)
     out["load_average_at_end"] = load_average()
     return out
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.cpu_per_message [--rate 100] [--duration 10] [--pairs 50]
 
-Runs bench (a)'s open-loop 1:1 scenario (scenarios._one_rate: 50 sender and 50 receiver
+Runs bench (a)'s open-loop 1:1 scenario (scenarios.one_rate: 50 sender and 50 receiver
 sockets through the gateway, every message acknowledged by its receiver) against a fresh
 embedded `zynk up`, and reads the CPU time (user + system, /proc/<pid>/stat) of the `zynk up`
 process tree around it. The cost of opening and closing the sockets is measured by a run
@@ -14,29 +14,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import httpx
-
 from bench import scenarios
-from bench.actors import direct_conversation, make_accounts
 from tests.support.zynkup import ZynkUp
 
 
 async def measure(rate: int, duration_s: float, pairs: int) -> dict:
     with ZynkUp() as m:
-        async with httpx.AsyncClient(base_url=m.gateway, timeout=30) as http:
-            senders = await make_accounts(http, pairs)
-            receivers = await make_accounts(http, pairs)
-            convs = [await direct_conversation(http, a, b)
-                     for a, b in zip(senders, receivers, strict=True)]
+        both = await scenarios.make_pairs(m, pairs)
         # warm-up (first sockets, caches), then the sockets-only overhead, then the run
-        await scenarios._one_rate(m, senders, receivers, convs, rate - 1, 2.0)
+        await scenarios.one_rate(m, both, rate - 1, 2.0)
         c0 = m.cpu_seconds()
-        idle = await scenarios._one_rate(m, senders, receivers, convs, 1, 0.05)
+        await scenarios.one_rate(m, both, 1, 0.05)  # sockets only
         c1 = m.cpu_seconds()
-        run = await scenarios._one_rate(m, senders, receivers, convs, rate, duration_s)
+        run = await scenarios.one_rate(m, both, rate, duration_s)
         c2 = m.cpu_seconds()
     overhead = c1 - c0
-    messages = run["delivered"] - idle["delivered"]
+    messages = run["delivered"]  # its own run only (runs are tagged apart)
     per_msg_ms = (c2 - c1 - overhead) / max(1, messages) * 1000
     return {"offered_msgs_per_s": rate, "duration_s": duration_s, "delivered": run["delivered"],
             "lost": run["lost"], "duplicates": run["duplicates"],

@@ -21,10 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-import httpx
-
 from bench import scenarios
-from bench.actors import direct_conversation, make_accounts
 from tests.support.zynkup import ZynkUp
 
 # First match wins, tried on the innermost frame first, then outwards: a sample counts for
@@ -95,18 +92,15 @@ async def run(rate: int, duration_s: float, raw: pathlib.Path) -> dict:
     spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
     with ZynkUp() as mesh:
         # Accounts first (argon2 would otherwise show up in the samples), then a warm-up.
-        async with httpx.AsyncClient(base_url=mesh.gateway, timeout=30) as http:
-            senders = await make_accounts(http, PAIRS)
-            receivers = await make_accounts(http, PAIRS)
-            convs = [await direct_conversation(http, a, b)
-                     for a, b in zip(senders, receivers, strict=True)]
-        await scenarios._one_rate(mesh, senders, receivers, convs, min(rate, 50), 3)
+        both = await scenarios.make_pairs(mesh, PAIRS)
+        # warm-up at another rate: runs are told apart by their rate (scenarios.Tally)
+        await scenarios.one_rate(mesh, both, 50 if rate != 50 else 49, 3)
         record = subprocess.Popen(
             [spy, "record", "-p", str(mesh.proc.pid), "-d", str(int(duration_s)), "-r", "250",
              "-f", "raw", "-o", str(raw), "--nonblocking", "--threads"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = mesh.cpu_seconds()
-        result = await scenarios._one_rate(mesh, senders, receivers, convs, rate, duration_s)
+        result = await scenarios.one_rate(mesh, both, rate, duration_s)
         cpu1 = mesh.cpu_seconds()
         record.wait(60)
     delivered = max(1, result["delivered"])
