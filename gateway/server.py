@@ -55,6 +55,11 @@ class GatewayServer:
             "server_header": False,
             "proxy_headers": True,
             "timeout_graceful_shutdown": grace_s,
+            # Longer than clients' own idle expiry (httpx: 5 s, browsers more): the client
+            # closes an idle connection first. With both at 5 s (uvicorn's default) a
+            # request sent on a connection the server is just closing fails with a bare
+            # transport error instead of an answer (seen in the fault tests).
+            "timeout_keep_alive": 20,
             "ws": WebSocketProtocol,
             "ws_max_size": 256 * 1024,
             "ws_per_message_deflate": False,
